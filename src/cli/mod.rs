@@ -1,0 +1,19 @@
+//! The `sovereign` command line: one binary for the operator, the mover, the sandbox and the
+//! offline tools.
+
+pub mod crd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "sovereign", version, about = "Moves Kubernetes workloads and their data to Québec-hosted clusters, with residency evidence and cost")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions (or write one file per CRD with --out).
+    Crd(crd::CrdArgs),
+}

@@ -1,0 +1,8 @@
+//! sovereign-operator: moves Kubernetes workloads and the data in their volumes from clusters run by
+//! US-controlled providers to Québec-hosted clusters, proves where they now live, and accounts for
+//! the cost.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
