@@ -6,3 +6,6 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
+pub mod remote;
+pub mod telemetry;

@@ -1,6 +1,9 @@
 //! `SovereignCluster`: how to reach a cluster, what it claims to be, its prices; and, in status,
 //! what the operator observed and the verdict it derived.
 
+// Several `printcolumn(...)` share keys by design; clippy reads them as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -22,14 +25,48 @@ use super::common::{Finding, Location, SecretKeyRef, Verdict};
     status = "SovereignClusterStatus",
     derive = "PartialEq",
     doc = "A Kubernetes cluster that workloads are migrated from or to: how to reach it, what it claims to be (provider, region, location, jurisdiction) and its prices. Status holds what the operator observed and the verdict it derived.",
-    printcolumn(name = "Provider", type_ = "string", json_path = ".status.provider", description = "Provider derived from what the cluster shows"),
-    printcolumn(name = "Region", type_ = "string", json_path = ".status.region", description = "Region derived from node labels and providerIDs"),
-    printcolumn(name = "Location", type_ = "string", json_path = ".status.location", description = "ISO 3166-2 location (e.g. CA-QC)"),
-    printcolumn(name = "Jurisdiction", type_ = "string", json_path = ".status.jurisdiction", description = "Country whose law governs the operator of the cluster"),
+    printcolumn(
+        name = "Provider",
+        type_ = "string",
+        json_path = ".status.provider",
+        description = "Provider derived from what the cluster shows"
+    ),
+    printcolumn(
+        name = "Region",
+        type_ = "string",
+        json_path = ".status.region",
+        description = "Region derived from node labels and providerIDs"
+    ),
+    printcolumn(
+        name = "Location",
+        type_ = "string",
+        json_path = ".status.location",
+        description = "ISO 3166-2 location (e.g. CA-QC)"
+    ),
+    printcolumn(
+        name = "Jurisdiction",
+        type_ = "string",
+        json_path = ".status.jurisdiction",
+        description = "Country whose law governs the operator of the cluster"
+    ),
     printcolumn(name = "Reachable", type_ = "boolean", json_path = ".status.reachable"),
-    printcolumn(name = "Version", type_ = "string", json_path = ".status.kubernetesVersion", priority = 1),
-    printcolumn(name = "Nodes", type_ = "integer", json_path = ".status.nodes.count", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".status.kubernetesVersion",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Nodes",
+        type_ = "integer",
+        json_path = ".status.nodes.count",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("has(self.kubeconfigSecretRef) != (has(self.inCluster) && self.inCluster)").message("set exactly one of kubeconfigSecretRef or inCluster: true").reason(Reason::FieldValueInvalid))]
 #[serde(rename_all = "camelCase")]
@@ -44,7 +81,10 @@ pub struct SovereignClusterSpec {
     /// The provider this cluster claims to run on: a catalog id (aws, azure, gcp, oci, ibm,
     /// digitalocean, ovhcloud, micrologic, self-managed, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub provider: Option<String>,
     /// The provider's region code as it appears in node labels (e.g. `us-east-1`, `ca-east-bhs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -45,7 +45,12 @@ pub struct Desired {
 }
 
 impl Desired {
-    pub fn new(type_: &'static str, status: impl Into<Status>, reason: &str, message: impl Into<String>) -> Self {
+    pub fn new(
+        type_: &'static str,
+        status: impl Into<Status>,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Self {
         Desired {
             type_,
             status: status.into(),
@@ -58,7 +63,12 @@ impl Desired {
 /// Merges the desired conditions over the existing ones: `lastTransitionTime` moves only when the
 /// status changes, so that re-writing an unchanged condition causes no status churn (and no
 /// self-triggered reconcile). Conditions of other types are kept.
-pub fn merge(existing: &[Condition], desired: &[Desired], generation: Option<i64>, now: &Time) -> Vec<Condition> {
+pub fn merge(
+    existing: &[Condition],
+    desired: &[Desired],
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
     let mut out: Vec<Condition> = existing
         .iter()
         .filter(|c| !desired.iter().any(|d| d.type_ == c.type_))
@@ -116,21 +126,46 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_on_status_change() {
-        let first = merge(&[], &[Desired::new(READY, false, "Probing", "probing")], Some(1), &t("2026-01-01T00:00:00Z"));
+        let first = merge(
+            &[],
+            &[Desired::new(READY, false, "Probing", "probing")],
+            Some(1),
+            &t("2026-01-01T00:00:00Z"),
+        );
         assert_eq!(first[0].last_transition_time, t("2026-01-01T00:00:00Z"));
-        let same = merge(&first, &[Desired::new(READY, false, "Still", "other message")], Some(2), &t("2026-01-02T00:00:00Z"));
+        let same = merge(
+            &first,
+            &[Desired::new(READY, false, "Still", "other message")],
+            Some(2),
+            &t("2026-01-02T00:00:00Z"),
+        );
         assert_eq!(same[0].last_transition_time, t("2026-01-01T00:00:00Z"));
         assert_eq!(same[0].reason, "Still");
         assert_eq!(same[0].observed_generation, Some(2));
-        let flipped = merge(&same, &[Desired::new(READY, true, "Reachable", "ok")], Some(2), &t("2026-01-03T00:00:00Z"));
+        let flipped = merge(
+            &same,
+            &[Desired::new(READY, true, "Reachable", "ok")],
+            Some(2),
+            &t("2026-01-03T00:00:00Z"),
+        );
         assert_eq!(flipped[0].last_transition_time, t("2026-01-03T00:00:00Z"));
         assert!(is_true(&flipped, READY));
     }
 
     #[test]
     fn other_condition_types_are_kept_and_sorted() {
-        let a = merge(&[], &[Desired::new(STALLED, false, "A", "")], None, &t("2026-01-01T00:00:00Z"));
-        let b = merge(&a, &[Desired::new(READY, true, "B", "")], None, &t("2026-01-01T00:00:00Z"));
+        let a = merge(
+            &[],
+            &[Desired::new(STALLED, false, "A", "")],
+            None,
+            &t("2026-01-01T00:00:00Z"),
+        );
+        let b = merge(
+            &a,
+            &[Desired::new(READY, true, "B", "")],
+            None,
+            &t("2026-01-01T00:00:00Z"),
+        );
         let types: Vec<_> = b.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, vec![READY, STALLED]);
     }
@@ -138,7 +173,12 @@ mod tests {
     #[test]
     fn long_messages_are_truncated_on_a_char_boundary() {
         let msg = "é".repeat(40_000);
-        let c = merge(&[], &[Desired::new(READY, false, "R", msg)], None, &t("2026-01-01T00:00:00Z"));
+        let c = merge(
+            &[],
+            &[Desired::new(READY, false, "R", msg)],
+            None,
+            &t("2026-01-01T00:00:00Z"),
+        );
         assert!(c[0].message.len() <= 32 * 1024);
         assert!(c[0].message.ends_with("..."));
     }

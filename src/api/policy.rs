@@ -1,5 +1,8 @@
 //! `ResidencyPolicy`: where a workload and its data may live, and under whose law.
 
+// Several `printcolumn(...)` share keys by design; clippy reads them as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -27,10 +30,27 @@ pub enum Enforcement {
     status = "ResidencyPolicyStatus",
     derive = "PartialEq",
     doc = "Where a workload's compute, volumes and dependencies may be located, under which jurisdictions, from which registries images may come, and what happens when the policy is broken.",
-    printcolumn(name = "Enforcement", type_ = "string", json_path = ".spec.enforcement"),
-    printcolumn(name = "Locations", type_ = "string", json_path = ".spec.allowedLocations"),
-    printcolumn(name = "Jurisdictions", type_ = "string", json_path = ".spec.allowedJurisdictions", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Enforcement",
+        type_ = "string",
+        json_path = ".spec.enforcement"
+    ),
+    printcolumn(
+        name = "Locations",
+        type_ = "string",
+        json_path = ".spec.allowedLocations"
+    ),
+    printcolumn(
+        name = "Jurisdictions",
+        type_ = "string",
+        json_path = ".spec.allowedJurisdictions",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ResidencyPolicySpec {

@@ -1,6 +1,9 @@
 //! `VolumeTransfer`: one volume's move, the mover's checkpointed state. A restarted operator resumes
 //! from it; `kubectl get vt` shows each volume's progress.
 
+// Several `printcolumn(...)` share keys by design; clippy reads them as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -23,11 +26,24 @@ use super::workload::Consistency;
     doc = "One volume of a SovereignWorkload on its way from the source cluster to the target cluster: the mover's checkpointed state.",
     printcolumn(name = "PVC", type_ = "string", json_path = ".spec.source.pvc"),
     printcolumn(name = "Pass", type_ = "integer", json_path = ".status.pass"),
-    printcolumn(name = "Done/Total", type_ = "string", json_path = ".status.display.bytes"),
+    printcolumn(
+        name = "Done/Total",
+        type_ = "string",
+        json_path = ".status.display.bytes"
+    ),
     printcolumn(name = "Rate", type_ = "string", json_path = ".status.display.rate"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Workload", type_ = "string", json_path = ".spec.workload", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Workload",
+        type_ = "string",
+        json_path = ".spec.workload",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message("a VolumeTransfer's spec is immutable: the operator creates a new one when the plan changes"))]
 #[serde(rename_all = "camelCase")]
@@ -51,7 +67,10 @@ pub struct VolumeEnd {
     /// The SovereignCluster.
     #[schemars(length(min = 1, max = 253))]
     pub cluster: String,
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub namespace: String,
     #[schemars(length(min = 1, max = 253))]
     pub pvc: String,

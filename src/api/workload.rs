@@ -1,6 +1,9 @@
 //! `SovereignWorkload`: what to move, where, how, under which policy and budget; and, in status, the
 //! migration's phase, plan, progress, residency verdict and cost.
 
+// Several `printcolumn(...)` share keys by design; clippy reads them as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
@@ -24,13 +27,46 @@ use super::common::{Finding, Verdict, any_json};
     derive = "PartialEq",
     doc = "A workload to move, objects and volume data, from a source cluster to a target cluster under a residency policy and a budget.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress.display", description = "Percent done (objects and bytes)"),
-    printcolumn(name = "Residency", type_ = "string", json_path = ".status.residency.verdict"),
-    printcolumn(name = "Cost", type_ = "string", json_path = ".status.cost.display", description = "Actual cost so far, or the estimate before data moves, with currency"),
-    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode", priority = 1),
-    printcolumn(name = "Source", type_ = "string", json_path = ".spec.source.cluster", priority = 1),
-    printcolumn(name = "Target", type_ = "string", json_path = ".spec.target.cluster", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Progress",
+        type_ = "string",
+        json_path = ".status.progress.display",
+        description = "Percent done (objects and bytes)"
+    ),
+    printcolumn(
+        name = "Residency",
+        type_ = "string",
+        json_path = ".status.residency.verdict"
+    ),
+    printcolumn(
+        name = "Cost",
+        type_ = "string",
+        json_path = ".status.cost.display",
+        description = "Actual cost so far, or the estimate before data moves, with currency"
+    ),
+    printcolumn(
+        name = "Mode",
+        type_ = "string",
+        json_path = ".spec.mode",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Source",
+        type_ = "string",
+        json_path = ".spec.source.cluster",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Target",
+        type_ = "string",
+        json_path = ".spec.target.cluster",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self.source.cluster != self.target.cluster").message("source.cluster and target.cluster must name different SovereignClusters").field_path(".target.cluster"))]
 #[x_kube(validation = Rule::new("self.mode != 'Plan' || !has(self.cutover) || !has(self.cutover.approvedPlanHash) || self.cutover.approvedPlanHash == ''").message("a Plan-mode workload touches nothing, so it cannot carry a cutover approval: remove cutover.approvedPlanHash or choose mode Move or Copy").field_path(".cutover.approvedPlanHash"))]
@@ -76,7 +112,10 @@ pub struct Source {
     #[x_kube(validation = Rule::new("self == oldSelf").message("source.cluster is immutable: create a new SovereignWorkload to migrate from another cluster"))]
     pub cluster: String,
     /// The namespace the workload lives in. Immutable.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("source.namespace is immutable: create a new SovereignWorkload to migrate another namespace"))]
     pub namespace: String,
     /// Only objects matching this selector (and what they reference) are moved; empty selects all.
@@ -104,7 +143,10 @@ pub struct Target {
     pub cluster: String,
     /// The namespace in the target cluster; defaults to the source namespace. Immutable once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("target.namespace is immutable once set"))]
     pub namespace: Option<String>,
     /// Source StorageClass name → target StorageClass name.
@@ -597,4 +639,3 @@ pub mod keys {
     pub const SOURCE_UID: &str = "sovereign.dev/source-uid";
     pub const SOURCE_HASH: &str = "sovereign.dev/source-hash";
 }
-

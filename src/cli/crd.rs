@@ -14,9 +14,15 @@ pub struct CrdArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum CrdError {
     #[error("cannot serialise CRD {name}: {source}")]
-    Yaml { name: String, source: serde_yaml::Error },
+    Yaml {
+        name: String,
+        source: serde_yaml::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Every CRD as `(file name, YAML document)`.
@@ -37,7 +43,10 @@ pub fn run(args: &CrdArgs) -> Result<(), CrdError> {
     let docs = documents()?;
     match &args.out {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|source| CrdError::Write { path: dir.clone(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| CrdError::Write {
+                path: dir.clone(),
+                source,
+            })?;
             for (name, yaml) in docs {
                 let path = dir.join(name);
                 std::fs::write(&path, yaml).map_err(|source| CrdError::Write { path, source })?;

@@ -6,7 +6,11 @@ pub mod crd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "sovereign", version, about = "Moves Kubernetes workloads and their data to Québec-hosted clusters, with residency evidence and cost")]
+#[command(
+    name = "sovereign",
+    version,
+    about = "Moves Kubernetes workloads and their data to Québec-hosted clusters, with residency evidence and cost"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -16,4 +20,6 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions (or write one file per CRD with --out).
     Crd(crd::CrdArgs),
+    /// Run the operator.
+    Run(crate::controller::RunArgs),
 }

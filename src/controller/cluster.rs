@@ -1,0 +1,443 @@
+//! The `SovereignCluster` controller: reach the cluster through its kubeconfig Secret (or in-cluster),
+//! probe what it shows, and report it in status with conditions and Events.
+//!
+//! observe (Secret → client → probe) → plan (pure: outcome → status) → act (status, Events) → report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::context::{Context, FIELD_MANAGER, FINALIZER};
+use super::error::{Error, Result};
+use crate::api::SovereignCluster;
+use crate::api::cluster::SovereignClusterStatus;
+use crate::api::conditions::{self, Desired, READY, RECONCILING, STALLED};
+use crate::api::workload::Phase;
+use crate::remote::{self, KubeconfigError, Observation, ProbeError};
+use crate::telemetry::metrics::{ClusterLabels, ControllerName};
+
+const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(300);
+const RETRY_UNREACHABLE: Duration = Duration::from_secs(30);
+
+/// What observing a cluster came to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Its configuration cannot be used.
+    Config(KubeconfigError),
+    /// It was configured but did not answer as it should.
+    Probe(ProbeError),
+    Observed(Observation),
+}
+
+pub async fn reconcile(obj: Arc<SovereignCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let name = obj.name_any();
+    let span = info_span!("reconcile", controller = "sovereigncluster", cluster = %name);
+    async move {
+        let _timer = ctx
+            .metrics
+            .reconcile_started(ControllerName::SovereignCluster);
+        let api: Api<SovereignCluster> = Api::all(ctx.client.clone());
+        let result = finalizer(&api, FINALIZER, obj, |event| async {
+            match event {
+                finalizer::Event::Apply(c) => apply(c, &ctx).await,
+                finalizer::Event::Cleanup(c) => cleanup(c, &ctx).await,
+            }
+        })
+        .await;
+        match result {
+            Ok(action) => {
+                ctx.succeeded(&name);
+                Ok(action)
+            }
+            Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => Err(e),
+            Err(e) => Err(Error::Finalizer {
+                kind: "SovereignCluster",
+                name,
+                message: e.to_string(),
+            }),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+pub fn error_policy(obj: Arc<SovereignCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(cluster = %obj.name_any(), error = %error, "reconcile failed");
+    ctx.metrics
+        .reconcile_failed(ControllerName::SovereignCluster, error.reason());
+    Action::requeue(ctx.next_retry(&obj.name_any()))
+}
+
+fn probe_interval(c: &SovereignCluster) -> Duration {
+    c.spec
+        .probe_interval
+        .as_deref()
+        .and_then(|s| s.parse::<kube::core::Duration>().ok())
+        .map(Duration::from)
+        .unwrap_or(DEFAULT_PROBE_INTERVAL)
+}
+
+async fn apply(c: Arc<SovereignCluster>, ctx: &Context) -> Result<Action> {
+    let name = c.name_any();
+    let interval = probe_interval(&c);
+
+    // observe
+    let access = remote::client_for(&c, &ctx.client, &ctx.secret_namespaces).await;
+    let fingerprint = format!(
+        "{}|{}",
+        c.metadata.generation.unwrap_or_default(),
+        access
+            .as_ref()
+            .map(|a| a.source_version.as_str())
+            .unwrap_or("error")
+    );
+    if access.is_ok()
+        && let Some(due) = ctx.probe_due_in(&name, &fingerprint, interval)
+    {
+        return Ok(Action::requeue(due));
+    }
+    let outcome = match access {
+        Err(e) => Outcome::Config(e),
+        Ok(a) => match remote::probe(&a.client).await {
+            Ok(o) => Outcome::Observed(o),
+            Err(e) => Outcome::Probe(e),
+        },
+    };
+    if matches!(outcome, Outcome::Observed(_)) {
+        ctx.probed(&name, &fingerprint);
+    }
+
+    // plan
+    let now = Time(Timestamp::now());
+    let old = c.status.clone().unwrap_or_default();
+    let status = plan_status(&c, &old, &outcome, &now);
+
+    // act
+    let reachable = status.reachable == Some(true);
+    if status != old {
+        let api: Api<SovereignCluster> = Api::all(ctx.client.clone());
+        let patch = json!({
+            "apiVersion": SovereignCluster::api_version(&()),
+            "kind": SovereignCluster::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await
+        .map_err(|source| Error::Status {
+            kind: "SovereignCluster",
+            name: name.clone(),
+            source,
+        })?;
+    }
+    if let Some(ev) = transition_event(&old, &status) {
+        publish(ctx, &c, ev).await;
+    }
+
+    // report
+    ctx.metrics
+        .cluster_reachable
+        .get_or_create(&ClusterLabels {
+            cluster: name.clone(),
+        })
+        .set(i64::from(reachable));
+    Ok(match outcome {
+        Outcome::Observed(_) => Action::requeue(interval),
+        Outcome::Config(e) if e.needs_intervention() => Action::requeue(interval),
+        _ => Action::requeue(RETRY_UNREACHABLE.min(interval)),
+    })
+}
+
+async fn cleanup(c: Arc<SovereignCluster>, ctx: &Context) -> Result<Action> {
+    let name = c.name_any();
+    let users: Vec<String> = ctx
+        .workloads
+        .state()
+        .iter()
+        .filter(|w| w.spec.source.cluster == name || w.spec.target.cluster == name)
+        .filter(|w| w.metadata.deletion_timestamp.is_none())
+        .filter(|w| is_migrating(w.status.as_ref().and_then(|s| s.phase)))
+        .map(|w| {
+            format!(
+                "SovereignWorkload {}/{}",
+                w.namespace().unwrap_or_default(),
+                w.name_any()
+            )
+        })
+        .collect();
+    if !users.is_empty() {
+        let message = format!("deletion waits for: {}", users.join(", "));
+        publish(
+            ctx,
+            &c,
+            Event {
+                type_: EventType::Warning,
+                reason: "DeletionBlocked".into(),
+                note: Some(message),
+                action: "Delete".into(),
+                secondary: None,
+            },
+        )
+        .await;
+        return Err(Error::InUse {
+            kind: "SovereignCluster",
+            name,
+            users: users.join(", "),
+        });
+    }
+    ctx.forget(&name);
+    ctx.metrics.cluster_reachable.remove(&ClusterLabels {
+        cluster: name.clone(),
+    });
+    info!("SovereignCluster released");
+    Ok(Action::await_change())
+}
+
+/// A migration between these phases still needs both clusters.
+fn is_migrating(phase: Option<Phase>) -> bool {
+    matches!(
+        phase,
+        Some(Phase::Replicating | Phase::CuttingOver | Phase::Verifying | Phase::RollingBack)
+    )
+}
+
+/// The status a cluster should have after `outcome`. Pure: the whole decision, testable without a
+/// cluster. What was observed before is kept when the cluster cannot be reached now.
+pub fn plan_status(
+    c: &SovereignCluster,
+    old: &SovereignClusterStatus,
+    outcome: &Outcome,
+    now: &Time,
+) -> SovereignClusterStatus {
+    let mut s = old.clone();
+    s.observed_generation = c.metadata.generation;
+    let declared_location = c.spec.location.as_ref().map(|l| l.code());
+    let conditions: Vec<Desired> = match outcome {
+        Outcome::Observed(o) => {
+            s.reachable = Some(true);
+            s.kubernetes_version = Some(o.git_version.clone());
+            s.last_probe_time = Some(now.clone());
+            s.nodes = Some(o.nodes.clone());
+            s.storage_provisioners = o.storage_provisioners.clone();
+            s.storage_classes = o.storage_classes.clone();
+            s.provider = provider_from_schemes(&o.nodes.provider_id_schemes)
+                .or_else(|| c.spec.provider.clone());
+            s.region = match o.nodes.regions.as_slice() {
+                [] => c.spec.region.clone(),
+                regions => Some(regions.join(",")),
+            };
+            s.location = declared_location;
+            s.jurisdiction = c.spec.jurisdiction.clone();
+            let regions = if o.nodes.regions.is_empty() {
+                "no region label".to_string()
+            } else {
+                format!("region {}", o.nodes.regions.join(", "))
+            };
+            vec![
+                Desired::new(
+                    READY,
+                    true,
+                    "Reachable",
+                    format!(
+                        "Kubernetes {}, {} node(s), {regions}",
+                        o.git_version, o.nodes.count
+                    ),
+                ),
+                Desired::new(RECONCILING, false, "Probed", "the cluster was probed"),
+                Desired::new(STALLED, false, "Probed", ""),
+            ]
+        }
+        Outcome::Config(e) => {
+            s.reachable = Some(false);
+            vec![
+                Desired::new(READY, false, e.reason(), e.to_string()),
+                Desired::new(
+                    RECONCILING,
+                    false,
+                    e.reason(),
+                    "waiting for the configuration to change",
+                ),
+                Desired::new(STALLED, e.needs_intervention(), e.reason(), e.to_string()),
+            ]
+        }
+        Outcome::Probe(e) => {
+            s.reachable = Some(false);
+            let intervention = matches!(e, ProbeError::Unauthorized(_) | ProbeError::Forbidden(_));
+            vec![
+                Desired::new(READY, false, e.reason(), e.to_string()),
+                Desired::new(RECONCILING, !intervention, e.reason(), "retrying the probe"),
+                Desired::new(STALLED, intervention, e.reason(), e.to_string()),
+            ]
+        }
+    };
+    s.conditions = conditions::merge(&old.conditions, &conditions, c.metadata.generation, now);
+    s
+}
+
+/// The provider a providerID scheme names without doubt (`openstack` is many providers).
+fn provider_from_schemes(schemes: &[String]) -> Option<String> {
+    let mapped: Vec<&str> = schemes
+        .iter()
+        .filter_map(|s| match s.as_str() {
+            "aws" => Some("aws"),
+            "azure" => Some("azure"),
+            "gce" => Some("gcp"),
+            "oci" => Some("oci"),
+            "ibm" => Some("ibm"),
+            "digitalocean" => Some("digitalocean"),
+            "linode" => Some("linode"),
+            _ => None,
+        })
+        .collect();
+    match mapped.as_slice() {
+        [one] => Some(one.to_string()),
+        _ => None,
+    }
+}
+
+/// An Event when Ready changes, or when it stays false for another reason.
+fn transition_event(old: &SovereignClusterStatus, new: &SovereignClusterStatus) -> Option<Event> {
+    let before = conditions::find(&old.conditions, READY);
+    let after = conditions::find(&new.conditions, READY)?;
+    if before.is_some_and(|b| b.status == after.status && b.reason == after.reason) {
+        return None;
+    }
+    let ok = after.status == "True";
+    Some(Event {
+        type_: if ok {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: after.reason.clone(),
+        note: Some(after.message.clone()),
+        action: "Probe".into(),
+        secondary: None,
+    })
+}
+
+async fn publish(ctx: &Context, c: &SovereignCluster, ev: Event) {
+    if let Err(e) = ctx.cluster_recorder.publish(&ev, &c.object_ref(&())).await {
+        warn!(error = %e, reason = %ev.reason, "cannot publish Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::SecretKeyRef;
+    use crate::api::cluster::{NodeSummary, SovereignClusterSpec};
+
+    fn cluster() -> SovereignCluster {
+        let mut c = SovereignCluster::new(
+            "aws-us-east-1",
+            SovereignClusterSpec {
+                kubeconfig_secret_ref: Some(SecretKeyRef {
+                    namespace: "sovereign-system".into(),
+                    name: "aws".into(),
+                    key: "kubeconfig".into(),
+                }),
+                in_cluster: None,
+                provider: Some("aws".into()),
+                region: Some("us-east-1".into()),
+                location: None,
+                jurisdiction: Some("US".into()),
+                pricing: None,
+                probe_interval: None,
+            },
+        );
+        c.metadata.generation = Some(3);
+        c
+    }
+
+    fn now() -> Time {
+        Time("2026-11-28T12:00:00Z".parse().expect("ts"))
+    }
+
+    #[test]
+    fn a_missing_secret_is_ready_false_and_stalled() {
+        let outcome = Outcome::Config(KubeconfigError::SecretNotFound {
+            namespace: "sovereign-system".into(),
+            name: "aws".into(),
+        });
+        let s = plan_status(
+            &cluster(),
+            &SovereignClusterStatus::default(),
+            &outcome,
+            &now(),
+        );
+        let ready = conditions::find(&s.conditions, READY).expect("Ready");
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason, "KubeconfigSecretNotFound");
+        assert!(ready.message.contains("sovereign-system/aws"));
+        assert!(conditions::is_true(&s.conditions, STALLED));
+        assert_eq!(s.reachable, Some(false));
+        assert_eq!(s.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn an_observed_cluster_is_ready_and_keeps_its_evidence() {
+        let o = Observation {
+            git_version: "v1.32.0".into(),
+            nodes: NodeSummary {
+                count: 3,
+                regions: vec!["us-east-1".into()],
+                zones: vec!["us-east-1a".into()],
+                provider_id_schemes: vec!["aws".into()],
+                provider_id_samples: vec!["aws:///us-east-1a/i-0abc".into()],
+            },
+            storage_provisioners: vec!["ebs.csi.aws.com".into()],
+            storage_classes: vec!["gp3".into()],
+        };
+        let s = plan_status(
+            &cluster(),
+            &SovereignClusterStatus::default(),
+            &Outcome::Observed(o),
+            &now(),
+        );
+        assert!(conditions::is_true(&s.conditions, READY));
+        assert!(!conditions::is_true(&s.conditions, STALLED));
+        assert_eq!(s.provider.as_deref(), Some("aws"));
+        assert_eq!(s.region.as_deref(), Some("us-east-1"));
+        // Unreachable later: the evidence stays, reachability flips, nothing needs a person.
+        let later = plan_status(
+            &cluster(),
+            &s,
+            &Outcome::Probe(ProbeError::Unreachable("connection refused".into())),
+            &now(),
+        );
+        assert_eq!(later.reachable, Some(false));
+        assert_eq!(later.nodes.as_ref().map(|n| n.count), Some(3));
+        assert!(!conditions::is_true(&later.conditions, STALLED));
+        assert!(conditions::is_true(&later.conditions, RECONCILING));
+        let ev = transition_event(&s, &later).expect("event on Ready flip");
+        assert_eq!(ev.reason, "Unreachable");
+        assert!(transition_event(&later, &later).is_none());
+    }
+
+    #[test]
+    fn the_same_outcome_twice_writes_the_same_status() {
+        let outcome = Outcome::Config(KubeconfigError::NoAccess);
+        let a = plan_status(
+            &cluster(),
+            &SovereignClusterStatus::default(),
+            &outcome,
+            &now(),
+        );
+        let later = Time("2026-11-28T13:00:00Z".parse().expect("ts"));
+        let b = plan_status(&cluster(), &a, &outcome, &later);
+        assert_eq!(a, b, "an unchanged outcome must not churn status");
+    }
+}

@@ -1,0 +1,345 @@
+//! `sovereign run`: the operator. One controller per kind, built on `kube::runtime::Controller`,
+//! behind a leader Lease, with `/metrics`, `/healthz` and `/readyz`, stopping gracefully on SIGTERM.
+
+pub mod cluster;
+pub mod context;
+pub mod error;
+pub mod leader;
+pub mod workload;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::api::{ResidencyPolicy, SovereignCluster, SovereignWorkload, VolumeTransfer};
+use crate::telemetry::logging::LogFormat;
+use crate::telemetry::server::Health;
+use crate::telemetry::{self, Metrics};
+use context::Context;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Address of the /metrics, /healthz and /readyz endpoint.
+    #[arg(long, env = "SOVEREIGN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "SOVEREIGN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Compete for a leader Lease before acting (required with more than one replica).
+    #[arg(long, env = "SOVEREIGN_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    #[arg(
+        long,
+        env = "SOVEREIGN_LEASE_NAME",
+        default_value = "sovereign-operator"
+    )]
+    pub lease_name: String,
+    /// Namespace of the Lease; also where kubeconfig Secrets are read from by default.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "sovereign-system")]
+    pub namespace: String,
+    /// This replica's identity in the Lease and in Events.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Namespaces kubeconfig Secrets may be read from (repeatable); defaults to --namespace.
+    #[arg(
+        long = "kubeconfig-secret-namespace",
+        env = "SOVEREIGN_KUBECONFIG_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub secret_namespaces: Vec<String>,
+    /// Reconciliations run at once per controller.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot build a Kubernetes client (kubeconfig or in-cluster): {0}")]
+    Client(#[source] kube::Error),
+    #[error(
+        "the sovereign.dev CRDs are not installed in the operator's cluster ({0}); install them with `sovereign crd | kubectl apply -f -` or the Helm chart"
+    )]
+    CrdsMissing(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("leader election failed: {0}")]
+    Lease(String),
+    #[error("lost the leader Lease; exiting so that a fresh start competes again")]
+    LeadershipLost,
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Runs the operator with a client from the environment until SIGTERM.
+pub async fn run(args: RunArgs) -> Result<(), RunError> {
+    telemetry::logging::init(args.log_format);
+    let client = Client::try_default().await.map_err(RunError::Client)?;
+    run_with(client, args, shutdown_signal()).await
+}
+
+/// Runs the operator with `client` until `shutdown` resolves. Tests and the sandbox call this.
+pub async fn run_with(
+    client: Client,
+    args: RunArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Health::new(metrics.clone());
+    let listener = telemetry::server::bind(args.metrics_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: args.metrics_addr,
+            source,
+        })?;
+    info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics, /healthz, /readyz");
+
+    // One shutdown signal, fanned out to every part.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let server = tokio::spawn(telemetry::server::serve(
+        listener,
+        health.clone(),
+        stopped(),
+    ));
+
+    preflight(&client).await?;
+    health.set_ready(true);
+
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let mut leadership = None;
+    if args.leader_elect {
+        let mut l = Leadership::start(client.clone(), &args.namespace, &args.lease_name, &identity)
+            .await
+            .map_err(|e| RunError::Lease(e.to_string()))?;
+        info!(lease = %args.lease_name, namespace = %args.namespace, identity = %identity, "waiting for the leader Lease");
+        tokio::select! {
+            got = l.acquired() => if !got { return Err(RunError::Lease("the lease manager stopped".into())) },
+            _ = stopped() => {
+                l.release().await;
+                let _ = server.await;
+                return Ok(());
+            }
+        }
+        leadership = Some(l);
+    }
+    metrics.leader.set(1);
+
+    let (lost_tx, lost_rx) = watch::channel(false);
+    let leadership_watch = leadership.map(|mut l| {
+        tokio::spawn(async move {
+            l.lost().await;
+            let _ = lost_tx.send(true);
+            l
+        })
+    });
+    let until = {
+        let stopped = stopped();
+        let mut lost_rx = lost_rx.clone();
+        async move {
+            tokio::select! {
+                _ = stopped => {},
+                _ = lost_rx.wait_for(|l| *l) => {},
+            }
+        }
+    };
+    run_controllers(client, &args, metrics.clone(), identity, until).await;
+    metrics.leader.set(0);
+    health.set_ready(false);
+
+    let lost = *lost_rx.borrow();
+    if let Some(task) = leadership_watch {
+        task.abort();
+        if let Ok(l) = task.await {
+            l.release().await;
+        }
+    }
+    let _ = server.await;
+    if lost {
+        error!("leadership lost while running");
+        return Err(RunError::LeadershipLost);
+    }
+    info!("stopped");
+    Ok(())
+}
+
+use leader::Leadership;
+
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sovereign-operator".into());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn preflight(client: &Client) -> Result<(), RunError> {
+    let api: Api<SovereignWorkload> = Api::all(client.clone());
+    api.list(&kube::api::ListParams::default().limit(1))
+        .await
+        .map(|_| ())
+        .map_err(|e| RunError::CrdsMissing(e.to_string()))
+}
+
+async fn run_controllers(
+    client: Client,
+    args: &RunArgs,
+    metrics: Arc<Metrics>,
+    identity: String,
+    until: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let wc = watcher::Config::default();
+    let config = ControllerConfig::default().concurrency(args.concurrency);
+
+    // Policies are only read: a reflector keeps them cached.
+    let (policies, policy_writer) = reflector::store::<ResidencyPolicy>();
+    let policy_stream = watcher(Api::<ResidencyPolicy>::all(client.clone()), wc.clone())
+        .default_backoff()
+        .reflect(policy_writer)
+        .applied_objects();
+
+    let cluster_ctl = Controller::new(Api::<SovereignCluster>::all(client.clone()), wc.clone())
+        .with_config(config.clone());
+    let workload_ctl = Controller::new(Api::<SovereignWorkload>::all(client.clone()), wc.clone())
+        .with_config(config);
+    let clusters = cluster_ctl.store();
+    let workloads = workload_ctl.store();
+
+    let secret_namespaces = if args.secret_namespaces.is_empty() {
+        vec![args.namespace.clone()]
+    } else {
+        args.secret_namespaces.clone()
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics,
+        Some(identity),
+        secret_namespaces.clone(),
+        clusters.clone(),
+        workloads.clone(),
+        policies.clone(),
+    ));
+
+    let (until_tx, until_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        until.await;
+        let _ = until_tx.send(true);
+    });
+    let stop = move || {
+        let mut rx = until_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    // A Secret change wakes the clusters whose kubeconfig it holds.
+    let mut cluster_ctl = cluster_ctl;
+    for ns in &secret_namespaces {
+        let store = clusters.clone();
+        cluster_ctl = cluster_ctl.watches(
+            Api::<Secret>::namespaced(client.clone(), ns),
+            wc.clone(),
+            move |secret: Secret| {
+                let (ns, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+                store
+                    .state()
+                    .iter()
+                    .filter(|c| {
+                        c.spec
+                            .kubeconfig_secret_ref
+                            .as_ref()
+                            .is_some_and(|r| r.namespace == ns && r.name == name)
+                    })
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
+    }
+    let clusters_fut = cluster_ctl
+        .graceful_shutdown_on(stop())
+        .run(cluster::reconcile, cluster::error_policy, ctx.clone())
+        .for_each(|r| async move { log_result(r) });
+
+    let by_cluster = workloads.clone();
+    let by_policy = workloads.clone();
+    let workloads_fut = workload_ctl
+        .owns(Api::<VolumeTransfer>::all(client.clone()), wc.clone())
+        .watches(
+            Api::<SovereignCluster>::all(client.clone()),
+            wc.clone(),
+            move |c: SovereignCluster| {
+                workload::workloads_using_cluster(&by_cluster, &c.name_any())
+            },
+        )
+        .watches(
+            Api::<ResidencyPolicy>::all(client.clone()),
+            wc,
+            move |p: ResidencyPolicy| workload::workloads_using_policy(&by_policy, &p.name_any()),
+        )
+        .graceful_shutdown_on(stop())
+        .run(workload::reconcile, workload::error_policy, ctx.clone())
+        .for_each(|r| async move { log_result(r) });
+
+    let stop_policies = stop();
+    let policies_fut = async move {
+        let drain = policy_stream.for_each(|_| async {});
+        tokio::select! {
+            _ = drain => {},
+            _ = stop_policies => {},
+        }
+    };
+    info!("controllers started");
+    tokio::join!(clusters_fut, workloads_fut, policies_fut);
+}
+
+fn log_result<K: kube::Resource, E: std::fmt::Display>(
+    r: Result<(ObjectRef<K>, kube::runtime::controller::Action), E>,
+) where
+    K::DynamicType: std::fmt::Debug,
+{
+    match r {
+        Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+        // ObjectNotFound for a vanished object is expected (kube-rs/kube#1167).
+        Err(e) => warn!(error = %e, "controller error"),
+    }
+}
