@@ -441,3 +441,156 @@ mod tests {
         assert_eq!(a, b, "an unchanged outcome must not churn status");
     }
 }
+
+/// The whole reconcile against kube's mock API service (tower-test), the way controller-rs tests its
+/// reconciler: each request the controller makes is checked, answered like the API server would, and
+/// nothing unexpected is sent.
+#[cfg(test)]
+mod mock_tests {
+    use std::sync::Arc;
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use kube::runtime::reflector;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::controller::context::Context;
+    use crate::telemetry::Metrics;
+
+    const TOKEN: &str = "never-in-status-t0ken";
+
+    fn cluster() -> SovereignCluster {
+        serde_json::from_value(json!({
+            "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster",
+            "metadata": {"name": "aws-us-east-1", "uid": "u-1", "generation": 1, "resourceVersion": "7",
+                         "finalizers": [FINALIZER]},
+            "spec": {"kubeconfigSecretRef": {"namespace": "sovereign-system", "name": "aws", "key": "kubeconfig"}}
+        }))
+        .expect("fixture")
+    }
+
+    async fn respond(
+        handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>,
+    ) -> (
+        Request<Body>,
+        tower_test::mock::SendResponse<Response<Body>>,
+    ) {
+        handle
+            .next_request()
+            .await
+            .expect("the controller sends a request")
+    }
+
+    fn json_response(code: u16, body: Value) -> Response<Body> {
+        Response::builder()
+            .status(code)
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(&body).expect("json")))
+            .expect("response")
+    }
+
+    async fn body_json(req: Request<Body>) -> Value {
+        let bytes = req.into_body().collect_bytes().await.expect("body");
+        serde_json::from_slice(&bytes).expect("json body")
+    }
+
+    async fn reconcile_with_secret(secret: Option<Value>) -> Value {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let (clusters, _) = reflector::store();
+        let (workloads, _) = reflector::store();
+        let (policies, _) = reflector::store();
+        let ctx = Arc::new(Context::new(
+            client,
+            Arc::new(Metrics::new()),
+            Some("test".into()),
+            vec!["sovereign-system".into()],
+            clusters,
+            workloads,
+            policies,
+        ));
+        let task = tokio::spawn(reconcile(Arc::new(cluster()), ctx));
+
+        let (req, send) = respond(&mut handle).await;
+        assert_eq!(req.method(), "GET");
+        assert_eq!(
+            req.uri().path(),
+            "/api/v1/namespaces/sovereign-system/secrets/aws"
+        );
+        send.send_response(match secret {
+            Some(s) => json_response(200, s),
+            None => json_response(
+                404,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
+                       "message": "secrets \"aws\" not found", "details": {"name": "aws", "kind": "secrets"}}),
+            ),
+        });
+
+        let (req, send) = respond(&mut handle).await;
+        assert_eq!(req.method(), "PATCH");
+        assert_eq!(
+            req.uri().path(),
+            "/apis/sovereign.dev/v1alpha1/sovereignclusters/aws-us-east-1/status"
+        );
+        let query = req.uri().query().unwrap_or_default().to_string();
+        assert!(
+            query.contains("fieldManager=sovereign-operator") && query.contains("force=true"),
+            "{query}"
+        );
+        let patch = body_json(req).await;
+        let mut echoed = serde_json::to_value(cluster()).expect("json");
+        echoed["status"] = patch["status"].clone();
+        send.send_response(json_response(200, echoed));
+
+        // The Ready transition is recorded as an Event.
+        let (req, send) = respond(&mut handle).await;
+        assert_eq!(req.method(), "POST");
+        assert!(req.uri().path().ends_with("/events"), "{}", req.uri());
+        let event = body_json(req).await;
+        send.send_response(json_response(201, event.clone()));
+
+        task.await
+            .expect("join")
+            .expect("reconcile succeeds: a bad Secret is a condition, not an error");
+        json!({"patch": patch, "event": event})
+    }
+
+    fn ready(patch: &Value) -> &Value {
+        patch["patch"]["status"]["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .expect("Ready")
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_becomes_ready_false_in_status_and_an_event() {
+        let out = reconcile_with_secret(None).await;
+        let ready = ready(&out);
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "KubeconfigSecretNotFound");
+        assert_eq!(out["patch"]["apiVersion"], "sovereign.dev/v1alpha1");
+        assert_eq!(out["patch"]["status"]["reachable"], false);
+        assert_eq!(out["event"]["reason"], "KubeconfigSecretNotFound");
+        assert_eq!(out["event"]["type"], "Warning");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_kubeconfig_becomes_ready_false_without_its_content() {
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "aws", "namespace": "sovereign-system", "resourceVersion": "3"},
+            "stringData": {"kubeconfig": format!("users: [{{name: u, user: {{token: {TOKEN}}}\n")}
+        });
+        let out = reconcile_with_secret(Some(secret)).await;
+        let ready = ready(&out);
+        assert_eq!(ready["reason"], "KubeconfigMalformed");
+        let all = out.to_string();
+        assert!(
+            !all.contains(TOKEN),
+            "the kubeconfig's content leaked: {all}"
+        );
+    }
+}
