@@ -8,16 +8,15 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::context::{Context, FIELD_MANAGER, FINALIZER};
+use super::context::{Context, FINALIZER};
 use super::error::{Error, Result};
+use super::status;
 use crate::api::SovereignCluster;
 use crate::api::cluster::SovereignClusterStatus;
 use crate::api::conditions::{self, Desired, READY, RECONCILING, STALLED};
@@ -123,25 +122,8 @@ async fn apply(c: Arc<SovereignCluster>, ctx: &Context) -> Result<Action> {
 
     // act
     let reachable = status.reachable == Some(true);
-    if status != old {
-        let api: Api<SovereignCluster> = Api::all(ctx.client.clone());
-        let patch = json!({
-            "apiVersion": SovereignCluster::api_version(&()),
-            "kind": SovereignCluster::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(patch),
-        )
-        .await
-        .map_err(|source| Error::Status {
-            kind: "SovereignCluster",
-            name: name.clone(),
-            source,
-        })?;
-    }
+    let api: Api<SovereignCluster> = Api::all(ctx.client.clone());
+    status::write(&api, &name, &old, &status).await?;
     if let Some(ev) = transition_event(&old, &status) {
         publish(ctx, &c, ev).await;
     }

@@ -10,17 +10,16 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::context::{Context, FIELD_MANAGER, FINALIZER};
+use super::context::{Context, FINALIZER};
 use super::error::{Error, Result};
+use super::status;
 use crate::api::conditions::{self, Desired, READY, RECONCILING, STALLED};
 use crate::api::workload::{Phase, SovereignWorkloadStatus};
 use crate::api::{ResidencyPolicy, SovereignCluster, SovereignWorkload};
@@ -124,26 +123,9 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
     let old = w.status.clone().unwrap_or_default();
     let status = render_status(&w, &old, &plan, &now);
     // act
-    if status != old {
-        let api: Api<SovereignWorkload> =
-            Api::namespaced(ctx.client.clone(), &w.namespace().unwrap_or_default());
-        let patch = json!({
-            "apiVersion": SovereignWorkload::api_version(&()),
-            "kind": SovereignWorkload::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            &w.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(patch),
-        )
-        .await
-        .map_err(|source| Error::Status {
-            kind: "SovereignWorkload",
-            name: w.name_any(),
-            source,
-        })?;
-    }
+    let api: Api<SovereignWorkload> =
+        Api::namespaced(ctx.client.clone(), &w.namespace().unwrap_or_default());
+    status::write(&api, &w.name_any(), &old, &status).await?;
     if let Some(ev) = transition_event(&old, &status) {
         publish(ctx, &w, ev).await;
     }
