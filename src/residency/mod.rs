@@ -1,0 +1,11 @@
+//! Residency and jurisdiction: where a workload and its data live, and under whose law, from evidence
+//! the cluster shows, judged against a `ResidencyPolicy`.
+
+pub mod catalog;
+pub mod evaluate;
+pub mod inventory;
+pub mod policy;
+
+pub use catalog::Catalog;
+pub use evaluate::{Evaluation, evaluate};
+pub use inventory::Inventory;
