@@ -6,6 +6,17 @@ use sovereign::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        // The verdict is the exit code (0 compliant, 1 non-compliant, 2 unknown or bad input).
+        Command::Residency(args) => {
+            let sovereign::cli::residency::ResidencyCommand::Scan(scan) = &args.command;
+            return match runtime() {
+                Ok(rt) => rt.block_on(sovereign::cli::residency::run(scan)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Crd(args) => sovereign::cli::crd::run(&args).map_err(|e| e.to_string()),
         Command::Run(args) => runtime().and_then(|rt| {
             rt.block_on(sovereign::controller::run(args))

@@ -2,6 +2,7 @@
 //! offline tools.
 
 pub mod crd;
+pub mod residency;
 
 use clap::{Parser, Subcommand};
 
@@ -22,4 +23,6 @@ pub enum Command {
     Crd(crd::CrdArgs),
     /// Run the operator.
     Run(crate::controller::RunArgs),
+    /// Residency and jurisdiction of a cluster and its workloads.
+    Residency(residency::ResidencyArgs),
 }

@@ -2,6 +2,7 @@
 //! the cluster shows, judged against a `ResidencyPolicy`.
 
 pub mod catalog;
+pub mod collect;
 pub mod evaluate;
 pub mod inventory;
 pub mod policy;
