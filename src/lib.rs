@@ -8,4 +8,6 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod remote;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod telemetry;

@@ -22,4 +22,7 @@ pub enum Command {
     Crd(crd::CrdArgs),
     /// Run the operator.
     Run(crate::controller::RunArgs),
+    /// Serve simulated clusters (source and target) on loopback for kubectl and the operator.
+    #[cfg(feature = "sandbox")]
+    Sandbox(crate::sandbox::cli::SandboxArgs),
 }
