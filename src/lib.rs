@@ -9,4 +9,6 @@ pub mod cli;
 pub mod controller;
 pub mod remote;
 pub mod residency;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod telemetry;

@@ -22,6 +22,8 @@ fn main() -> ExitCode {
             rt.block_on(sovereign::controller::run(args))
                 .map_err(|e| e.to_string())
         }),
+        #[cfg(feature = "sandbox")]
+        Command::Sandbox(args) => sovereign::sandbox::cli::run(&args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

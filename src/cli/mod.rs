@@ -25,4 +25,7 @@ pub enum Command {
     Run(crate::controller::RunArgs),
     /// Residency and jurisdiction of a cluster and its workloads.
     Residency(residency::ResidencyArgs),
+    /// Serve simulated clusters (source and target) on loopback for kubectl and the operator.
+    #[cfg(feature = "sandbox")]
+    Sandbox(crate::sandbox::cli::SandboxArgs),
 }
