@@ -111,11 +111,36 @@ pub fn workloads_using_policy(
 }
 
 async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
-    // observe
+    // observe: read the references from the API, not from the caches. A change of a cluster wakes
+    // this controller through its own watch, which can be ahead of the cluster controller's cache.
+    let key = format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any());
+    let clusters: Api<SovereignCluster> = Api::all(ctx.client.clone());
+    let policies: Api<ResidencyPolicy> = Api::all(ctx.client.clone());
+    let read = |what: &'static str| {
+        let key = key.clone();
+        move |source| Error::Read {
+            what,
+            kind: "SovereignWorkload",
+            name: key,
+            source,
+        }
+    };
     let refs = Refs {
-        source: ctx.clusters.get(&ObjectRef::new(&w.spec.source.cluster)),
-        target: ctx.clusters.get(&ObjectRef::new(&w.spec.target.cluster)),
-        policy: ctx.policies.get(&ObjectRef::new(&w.spec.residency_policy)),
+        source: clusters
+            .get_opt(&w.spec.source.cluster)
+            .await
+            .map_err(read("the source SovereignCluster"))?
+            .map(Arc::new),
+        target: clusters
+            .get_opt(&w.spec.target.cluster)
+            .await
+            .map_err(read("the target SovereignCluster"))?
+            .map(Arc::new),
+        policy: policies
+            .get_opt(&w.spec.residency_policy)
+            .await
+            .map_err(read("the ResidencyPolicy"))?
+            .map(Arc::new),
     };
     // plan
     let plan = plan(&w, &refs);
@@ -130,8 +155,13 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
         publish(ctx, &w, ev).await;
     }
     // The watches on clusters and policies wake the workload when a reference changes; the requeue
-    // is a safety net.
-    Ok(Action::requeue(Duration::from_secs(300)))
+    // is a safety net, sooner while waiting on something that fixes itself.
+    let waiting = conditions::is_true(&status.conditions, RECONCILING);
+    Ok(Action::requeue(Duration::from_secs(if waiting {
+        30
+    } else {
+        300
+    })))
 }
 
 async fn cleanup(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {

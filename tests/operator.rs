@@ -1,0 +1,389 @@
+//! The operator end to end on the sandbox's simulated API server: the real `kube` client, the real
+//! controllers, Events, finalizers, the leader Lease and graceful shutdown.
+
+#![cfg(feature = "sandbox")]
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use sovereign::api::{ResidencyPolicy, SovereignCluster, SovereignWorkload};
+use sovereign::controller::{RunArgs, run_with};
+use sovereign::sandbox::SimCluster;
+use sovereign::telemetry::logging::LogFormat;
+
+const NS: &str = "sovereign-system";
+const TOKEN: &str = "t0p-s3cr3t-t0ken-never-shown";
+
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn install(client: &Client) {
+    sovereign::telemetry::logging::init(LogFormat::Text);
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in sovereign::api::crds() {
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .expect("create CRD");
+    }
+    let nss: Api<Namespace> = Api::all(client.clone());
+    for ns in [NS, "migrations"] {
+        let _ = nss
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+            )
+            .await;
+    }
+}
+
+fn args(identity: &str) -> RunArgs {
+    RunArgs {
+        metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+        log_format: LogFormat::Text,
+        leader_elect: true,
+        lease_name: "sovereign-operator".into(),
+        namespace: NS.into(),
+        identity: Some(identity.into()),
+        secret_namespaces: vec![],
+        concurrency: 2,
+    }
+}
+
+fn ready(c: &SovereignCluster) -> Option<(String, String, String)> {
+    let cond = c
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((
+        cond.status.clone(),
+        cond.reason.clone(),
+        cond.message.clone(),
+    ))
+}
+
+async fn secret(client: &Client, name: &str, key: &str, value: &str) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let _ = api.delete(name, &DeleteParams::default()).await;
+    let s: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": NS},
+        "stringData": {key: value}
+    }))
+    .expect("secret");
+    api.create(&PostParams::default(), &s)
+        .await
+        .expect("create secret");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_are_probed_and_bad_kubeconfigs_get_specific_reasons() {
+    let target = SimCluster::start("target").await.expect("target cluster");
+    let source = SimCluster::start("source").await.expect("source cluster");
+    let client = target.client().await.expect("client");
+    install(&client).await;
+    // The source shows EKS nodes.
+    let src = source.client().await.expect("source client");
+    let nodes: Api<Node> = Api::all(src.clone());
+    for (i, zone) in ["us-east-1a", "us-east-1b"].iter().enumerate() {
+        let n: Node = serde_json::from_value(json!({
+            "metadata": {"name": format!("ip-10-0-{i}-10.ec2.internal"), "labels": {
+                "topology.kubernetes.io/region": "us-east-1", "topology.kubernetes.io/zone": zone,
+                "eks.amazonaws.com/nodegroup": "general"}},
+            "spec": {"providerID": format!("aws:///{zone}/i-0{i}abcdef")}
+        }))
+        .expect("node");
+        nodes
+            .create(&PostParams::default(), &n)
+            .await
+            .expect("create node");
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let op = tokio::spawn(run_with(client.clone(), args("op-1"), async {
+        let _ = stop_rx.await;
+    }));
+
+    let clusters: Api<SovereignCluster> = Api::all(client.clone());
+    let c: SovereignCluster = serde_json::from_value(json!({
+        "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster",
+        "metadata": {"name": "aws-us-east-1"},
+        "spec": {"kubeconfigSecretRef": {"namespace": NS, "name": "aws", "key": "kubeconfig"},
+                 "provider": "aws", "region": "us-east-1", "jurisdiction": "US",
+                 "location": {"country": "US", "province": "VA", "city": "Ashburn"}}
+    }))
+    .expect("cluster");
+    clusters
+        .create(&PostParams::default(), &c)
+        .await
+        .expect("create SovereignCluster");
+
+    let wait_reason = |reason: &'static str| {
+        let clusters = clusters.clone();
+        async move {
+            eventually(reason, || async {
+                let c = clusters.get("aws-us-east-1").await.ok()?;
+                let r = ready(&c)?;
+                (r.1 == reason).then_some((c, r))
+            })
+            .await
+        }
+    };
+    let (_, (status, _, message)) = wait_reason("KubeconfigSecretNotFound").await;
+    assert_eq!(status, "False");
+    assert!(message.contains("sovereign-system/aws"), "{message}");
+
+    secret(&client, "aws", "config", "whatever").await;
+    let (_, (_, _, message)) = wait_reason("KubeconfigKeyMissing").await;
+    assert!(message.contains("keys: config"), "{message}");
+
+    secret(
+        &client,
+        "aws",
+        "kubeconfig",
+        &format!("users: [{{name: u, user: {{token: {TOKEN}}}\n"),
+    )
+    .await;
+    wait_reason("KubeconfigMalformed").await;
+
+    secret(&client, "aws", "kubeconfig", &source.kubeconfig_yaml("source").replace("users:", "users:\n- name: unused\n  user:\n    exec: {command: /bin/true, apiVersion: client.authentication.k8s.io/v1}\n")).await;
+    wait_reason("KubeconfigUnsafe").await;
+
+    // A good kubeconfig (with a token the status must never show): probed.
+    let good = source
+        .kubeconfig_yaml("source")
+        .replace("user: {}", &format!("user: {{token: {TOKEN}}}"));
+    secret(&client, "aws", "kubeconfig", &good).await;
+    let (c, (status, _, message)) = wait_reason("Reachable").await;
+    assert_eq!(status, "True", "{message}");
+    let s = c.status.clone().expect("status");
+    assert_eq!(s.reachable, Some(true));
+    assert_eq!(s.provider.as_deref(), Some("aws"));
+    assert_eq!(s.region.as_deref(), Some("us-east-1"));
+    let nodes = s.nodes.expect("nodes");
+    assert_eq!(nodes.count, 2);
+    assert_eq!(nodes.zones, vec!["us-east-1a", "us-east-1b"]);
+    assert_eq!(nodes.provider_id_schemes, vec!["aws"]);
+    assert_eq!(s.observed_generation, c.metadata.generation);
+    assert!(
+        c.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"sovereign.dev/cleanup".to_string())
+    );
+
+    // Events tell the story, and nothing shows the Secret's content.
+    let events: Api<Event> = Api::all(client.clone());
+    let all = eventually("events", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let reasons: Vec<String> = list.items.iter().filter_map(|e| e.reason.clone()).collect();
+        (reasons.iter().any(|r| r == "Reachable")
+            && reasons.iter().any(|r| r == "KubeconfigSecretNotFound"))
+        .then_some(list)
+    })
+    .await;
+    let dump = serde_json::to_string(&all.items).expect("events json")
+        + &serde_json::to_string(&c.status).expect("status json");
+    assert!(
+        !dump.contains(TOKEN),
+        "the kubeconfig's token leaked into Events or status"
+    );
+
+    // An unreachable cluster flips Ready with reason, keeping the evidence.
+    source.shutdown().await;
+    clusters
+        .patch(
+            "aws-us-east-1",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"probeInterval": "10s"}})),
+        )
+        .await
+        .expect("patch probeInterval");
+    let (c, _) = wait_reason("Unreachable").await;
+    assert_eq!(
+        c.status
+            .as_ref()
+            .and_then(|s| s.nodes.as_ref())
+            .map(|n| n.count),
+        Some(2)
+    );
+
+    let _ = stop_tx.send(());
+    op.await
+        .expect("join")
+        .expect("operator stops cleanly on shutdown");
+    target.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_report_their_references_and_governance() {
+    let target = SimCluster::start("target").await.expect("target");
+    let client = target.client().await.expect("client");
+    install(&client).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let op = tokio::spawn(run_with(client.clone(), args("op-1"), async {
+        let _ = stop_rx.await;
+    }));
+    let workloads: Api<SovereignWorkload> = Api::namespaced(client.clone(), "migrations");
+    let w: SovereignWorkload = serde_json::from_value(json!({
+        "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
+        "metadata": {"name": "dossier", "namespace": "migrations"},
+        "spec": {"source": {"cluster": "src", "namespace": "sante"}, "target": {"cluster": "dst"}}
+    }))
+    .expect("workload");
+    workloads
+        .create(&PostParams::default(), &w)
+        .await
+        .expect("create workload");
+    let reason_is = |want: &'static str| {
+        let workloads = workloads.clone();
+        async move {
+            eventually(want, || async {
+                let w = workloads.get("dossier").await.ok()?;
+                let s = w.status.clone()?;
+                let r = s
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Ready")?
+                    .reason
+                    .clone();
+                (r == want).then_some(w)
+            })
+            .await
+        }
+    };
+    let w1 = reason_is("SourceClusterNotFound").await;
+    assert_eq!(
+        w1.status.as_ref().and_then(|s| s.phase).map(|p| p.as_str()),
+        Some("Pending")
+    );
+    let stalled = w1
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled"))
+        .map(|c| c.status.clone());
+    assert_eq!(stalled.as_deref(), Some("True"));
+
+    // Both clusters in-cluster (the sandbox's own API), then the policy, then the PIA.
+    let clusters: Api<SovereignCluster> = Api::all(client.clone());
+    for name in ["src", "dst"] {
+        let c: SovereignCluster = serde_json::from_value(json!({
+            "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster",
+            "metadata": {"name": name}, "spec": {"inCluster": true}
+        }))
+        .expect("cluster");
+        clusters
+            .create(&PostParams::default(), &c)
+            .await
+            .expect("create cluster");
+    }
+    reason_is("ResidencyPolicyNotFound").await;
+    let policies: Api<ResidencyPolicy> = Api::all(client.clone());
+    let p: ResidencyPolicy = serde_json::from_value(json!({
+        "apiVersion": "sovereign.dev/v1alpha1", "kind": "ResidencyPolicy",
+        "metadata": {"name": "quebec-strict"},
+        "spec": {"allowedLocations": ["CA-QC"], "allowedJurisdictions": ["CA"], "requirePrivacyImpactAssessment": true}
+    }))
+    .expect("policy");
+    policies
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create policy");
+    reason_is("PrivacyImpactAssessmentRequired").await;
+    workloads
+        .patch(
+            "dossier",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"governance": {"dataClassification": "Confidential", "privacyImpactAssessmentRef": "EFVP-2026-0412"}}})),
+        )
+        .await
+        .expect("add PIA");
+    let w = reason_is("MigrationEngineUnavailable").await;
+    let s = w.status.expect("status");
+    assert_eq!(s.phase.map(|p| p.as_str()), Some("Planning"));
+    assert_eq!(s.observed_generation, w.metadata.generation);
+
+    // Deleting the workload runs the finalizer's cleanup and the object goes away.
+    workloads
+        .delete("dossier", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("workload gone", || async {
+        workloads
+            .get_opt("dossier")
+            .await
+            .ok()
+            .and_then(|o| o.is_none().then_some(()))
+    })
+    .await;
+
+    let _ = stop_tx.send(());
+    op.await.expect("join").expect("operator stops cleanly");
+    target.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_replica_leads_and_a_standby_takes_over() {
+    let target = SimCluster::start("target").await.expect("target");
+    let client = target.client().await.expect("client");
+    install(&client).await;
+    let (stop1, rx1) = tokio::sync::oneshot::channel::<()>();
+    let (stop2, rx2) = tokio::sync::oneshot::channel::<()>();
+    let op1 = tokio::spawn(run_with(client.clone(), args("replica-1"), async {
+        let _ = rx1.await;
+    }));
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
+    let holder = || {
+        let leases = leases.clone();
+        async move {
+            leases
+                .get_opt("sovereign-operator")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|l| l.spec?.holder_identity)
+        }
+    };
+    eventually("replica-1 leads", || async {
+        (holder().await.as_deref() == Some("replica-1")).then_some(())
+    })
+    .await;
+    let op2 = tokio::spawn(run_with(client.clone(), args("replica-2"), async {
+        let _ = rx2.await;
+    }));
+    // The standby does not take the Lease while the leader renews it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(holder().await.as_deref(), Some("replica-1"));
+    // The leader stops gracefully and releases; the standby takes over.
+    let _ = stop1.send(());
+    op1.await.expect("join").expect("replica-1 stops cleanly");
+    eventually("replica-2 leads", || async {
+        (holder().await.as_deref() == Some("replica-2")).then_some(())
+    })
+    .await;
+    let _ = stop2.send(());
+    op2.await.expect("join").expect("replica-2 stops cleanly");
+    target.shutdown().await;
+}
