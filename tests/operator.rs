@@ -67,6 +67,8 @@ fn args(identity: &str) -> RunArgs {
         namespace: NS.into(),
         identity: Some(identity.into()),
         secret_namespaces: vec![],
+        cluster_policy: "quebec-strict".into(),
+        catalog_configmap: None,
         concurrency: 2,
     }
 }
@@ -187,6 +189,26 @@ async fn clusters_are_probed_and_bad_kubeconfigs_get_specific_reasons() {
     assert_eq!(nodes.zones, vec!["us-east-1a", "us-east-1b"]);
     assert_eq!(nodes.provider_id_schemes, vec!["aws"]);
     assert_eq!(s.observed_generation, c.metadata.generation);
+    // Classified from what the nodes show: Virginia, under US law.
+    assert_eq!(s.location.as_deref(), Some("US-VA"));
+    assert_eq!(s.jurisdiction.as_deref(), Some("US"));
+    assert_eq!(s.verdict, Some(sovereign::api::Verdict::NonCompliant));
+    let rc = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ResidencyCompliant")
+        .expect("ResidencyCompliant");
+    assert_eq!(
+        (rc.status.as_str(), rc.reason.as_str()),
+        ("False", "NonCompliant")
+    );
+    assert!(
+        s.findings
+            .iter()
+            .any(|f| f.rule.contains("CA jurisdiction")),
+        "{:?}",
+        s.findings
+    );
     assert!(
         c.metadata
             .finalizers

@@ -19,9 +19,12 @@ use super::error::{Error, Result};
 use super::status;
 use crate::api::SovereignCluster;
 use crate::api::cluster::SovereignClusterStatus;
-use crate::api::conditions::{self, Desired, READY, RECONCILING, STALLED};
+use crate::api::cluster::Sovereignty;
+use crate::api::conditions::{self, Desired, READY, RECONCILING, RESIDENCY_COMPLIANT, STALLED};
 use crate::api::workload::Phase;
+use crate::api::{Severity, Verdict};
 use crate::remote::{self, KubeconfigError, Observation, ProbeError};
+use crate::residency::{self, Evaluation};
 use crate::telemetry::metrics::{ClusterLabels, ControllerName};
 
 const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(300);
@@ -34,7 +37,8 @@ pub enum Outcome {
     Config(KubeconfigError),
     /// It was configured but did not answer as it should.
     Probe(ProbeError),
-    Observed(Observation),
+    /// It answered; what it shows, and the residency verdict drawn from it.
+    Observed(Box<Observation>, Evaluation),
 }
 
 pub async fn reconcile(obj: Arc<SovereignCluster>, ctx: Arc<Context>) -> Result<Action> {
@@ -107,11 +111,16 @@ async fn apply(c: Arc<SovereignCluster>, ctx: &Context) -> Result<Action> {
     let outcome = match access {
         Err(e) => Outcome::Config(e),
         Ok(a) => match remote::probe(&a.client).await {
-            Ok(o) => Outcome::Observed(o),
+            Ok(mut o) => {
+                o.inventory.api_server_host = a.server_host.clone();
+                let (policy, catalog) = (ctx.cluster_policy(), ctx.catalog().await);
+                let residency = residency::evaluate(&o.inventory, Some(&c.spec), &policy, &catalog);
+                Outcome::Observed(Box::new(o), residency)
+            }
             Err(e) => Outcome::Probe(e),
         },
     };
-    if matches!(outcome, Outcome::Observed(_)) {
+    if matches!(outcome, Outcome::Observed(..)) {
         ctx.probed(&name, &fingerprint);
     }
 
@@ -135,8 +144,12 @@ async fn apply(c: Arc<SovereignCluster>, ctx: &Context) -> Result<Action> {
             cluster: name.clone(),
         })
         .set(i64::from(reachable));
+    if let Outcome::Observed(_, e) = &outcome {
+        ctx.metrics
+            .set_residency(&format!("SovereignCluster/{name}"), e.verdict);
+    }
     Ok(match outcome {
-        Outcome::Observed(_) => Action::requeue(interval),
+        Outcome::Observed(..) => Action::requeue(interval),
         Outcome::Config(e) if e.needs_intervention() => Action::requeue(interval),
         _ => Action::requeue(RETRY_UNREACHABLE.min(interval)),
     })
@@ -183,6 +196,8 @@ async fn cleanup(c: Arc<SovereignCluster>, ctx: &Context) -> Result<Action> {
     ctx.metrics.cluster_reachable.remove(&ClusterLabels {
         cluster: name.clone(),
     });
+    ctx.metrics
+        .forget_residency(&format!("SovereignCluster/{name}"));
     info!("SovereignCluster released");
     Ok(Action::await_change())
 }
@@ -205,23 +220,21 @@ pub fn plan_status(
 ) -> SovereignClusterStatus {
     let mut s = old.clone();
     s.observed_generation = c.metadata.generation;
-    let declared_location = c.spec.location.as_ref().map(|l| l.code());
     let conditions: Vec<Desired> = match outcome {
-        Outcome::Observed(o) => {
+        Outcome::Observed(o, r) => {
             s.reachable = Some(true);
             s.kubernetes_version = Some(o.git_version.clone());
             s.last_probe_time = Some(now.clone());
             s.nodes = Some(o.nodes.clone());
             s.storage_provisioners = o.storage_provisioners.clone();
             s.storage_classes = o.storage_classes.clone();
-            s.provider = provider_from_schemes(&o.nodes.provider_id_schemes)
-                .or_else(|| c.spec.provider.clone());
-            s.region = match o.nodes.regions.as_slice() {
-                [] => c.spec.region.clone(),
-                regions => Some(regions.join(",")),
-            };
-            s.location = declared_location;
-            s.jurisdiction = c.spec.jurisdiction.clone();
+            s.provider = r.provider.clone().or_else(|| c.spec.provider.clone());
+            s.region = r.region.clone().or_else(|| c.spec.region.clone());
+            s.location = r.location.clone();
+            s.jurisdiction = r.jurisdiction.clone();
+            s.verdict = Some(r.verdict);
+            s.sovereignty = Some(sovereignty(r));
+            s.findings = r.findings.iter().take(MAX_FINDINGS).cloned().collect();
             let regions = if o.nodes.regions.is_empty() {
                 "no region label".to_string()
             } else {
@@ -239,6 +252,7 @@ pub fn plan_status(
                 ),
                 Desired::new(RECONCILING, false, "Probed", "the cluster was probed"),
                 Desired::new(STALLED, false, "Probed", ""),
+                residency_condition(r),
             ]
         }
         Outcome::Config(e) => {
@@ -268,24 +282,59 @@ pub fn plan_status(
     s
 }
 
-/// The provider a providerID scheme names without doubt (`openstack` is many providers).
-fn provider_from_schemes(schemes: &[String]) -> Option<String> {
-    let mapped: Vec<&str> = schemes
+/// Findings kept in status; the rest are counted in the condition message.
+const MAX_FINDINGS: usize = 20;
+
+/// `Sovereign` only when the verdict is compliant; `ForeignControlled` when a foreign jurisdiction
+/// reaches any part of it; `Unknown` otherwise.
+fn sovereignty(r: &Evaluation) -> Sovereignty {
+    let foreign = r
+        .findings
         .iter()
-        .filter_map(|s| match s.as_str() {
-            "aws" => Some("aws"),
-            "azure" => Some("azure"),
-            "gce" => Some("gcp"),
-            "oci" => Some("oci"),
-            "ibm" => Some("ibm"),
-            "digitalocean" => Some("digitalocean"),
-            "linode" => Some("linode"),
-            _ => None,
+        .any(|f| f.severity == Severity::Error && f.rule.contains("jurisdiction"));
+    match r.verdict {
+        Verdict::Compliant => Sovereignty::Sovereign,
+        _ if foreign => Sovereignty::ForeignControlled,
+        _ => Sovereignty::Unknown,
+    }
+}
+
+/// `ResidencyCompliant`, with the most severe finding as the message.
+pub fn residency_condition(r: &Evaluation) -> Desired {
+    let head = r
+        .findings
+        .iter()
+        .find(|f| f.severity != Severity::Info)
+        .map(|f| {
+            format!(
+                "{} ({}: {}); {} finding(s) in status",
+                f.rule,
+                f.object,
+                f.evidence,
+                r.findings.len()
+            )
         })
-        .collect();
-    match mapped.as_slice() {
-        [one] => Some(one.to_string()),
-        _ => None,
+        .unwrap_or_default();
+    let base = format!(
+        "location {}, jurisdiction {}{}",
+        r.location.as_deref().unwrap_or("unknown"),
+        r.jurisdiction.as_deref().unwrap_or("unknown"),
+        if r.declared { " (declared)" } else { "" }
+    );
+    match r.verdict {
+        Verdict::Compliant => Desired::new(RESIDENCY_COMPLIANT, true, "Compliant", base),
+        Verdict::NonCompliant => Desired::new(
+            RESIDENCY_COMPLIANT,
+            false,
+            "NonCompliant",
+            format!("{base}: {head}"),
+        ),
+        Verdict::Unknown => Desired::new(
+            RESIDENCY_COMPLIANT,
+            conditions::Status::Unknown,
+            "Unknown",
+            format!("{base}: {head}"),
+        ),
     }
 }
 
@@ -382,17 +431,36 @@ mod tests {
             },
             storage_provisioners: vec!["ebs.csi.aws.com".into()],
             storage_classes: vec!["gp3".into()],
+            inventory: crate::residency::Inventory::from_yaml(
+                "kind: Node\nmetadata:\n  name: ip-10-0-1-1\n  labels: {topology.kubernetes.io/region: us-east-1}\nspec: {providerID: 'aws:///us-east-1a/i-0abc'}\n",
+            )
+            .expect("inventory"),
         };
+        let r = crate::residency::evaluate(
+            &o.inventory,
+            Some(&cluster().spec),
+            &crate::residency::policy::quebec_strict(),
+            crate::residency::Catalog::embedded(),
+        );
         let s = plan_status(
             &cluster(),
             &SovereignClusterStatus::default(),
-            &Outcome::Observed(o),
+            &Outcome::Observed(Box::new(o), r),
             &now(),
         );
         assert!(conditions::is_true(&s.conditions, READY));
         assert!(!conditions::is_true(&s.conditions, STALLED));
         assert_eq!(s.provider.as_deref(), Some("aws"));
         assert_eq!(s.region.as_deref(), Some("us-east-1"));
+        assert_eq!(s.location.as_deref(), Some("US-VA"));
+        assert_eq!(s.jurisdiction.as_deref(), Some("US"));
+        assert_eq!(s.sovereignty, Some(Sovereignty::ForeignControlled));
+        let rc = conditions::find(&s.conditions, RESIDENCY_COMPLIANT).expect("ResidencyCompliant");
+        assert_eq!(
+            (rc.status.as_str(), rc.reason.as_str()),
+            ("False", "NonCompliant")
+        );
+        assert!(rc.message.contains("US-VA"), "{}", rc.message);
         // Unreachable later: the evidence stays, reachability flips, nothing needs a person.
         let later = plan_status(
             &cluster(),

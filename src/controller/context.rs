@@ -5,11 +5,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::Client;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
+use kube::{Api, Client};
 
+use crate::api::policy::ResidencyPolicySpec;
 use crate::api::{ResidencyPolicy, SovereignCluster, SovereignWorkload};
+use crate::residency::Catalog;
 use crate::telemetry::Metrics;
 
 /// The field manager of every write the operator makes.
@@ -28,8 +32,30 @@ pub struct Context {
     pub clusters: Store<SovereignCluster>,
     pub workloads: Store<SovereignWorkload>,
     pub policies: Store<ResidencyPolicy>,
+    /// The ResidencyPolicy clusters are classified against (the built-in one when absent).
+    pub cluster_policy: String,
+    /// `namespace/name` of a ConfigMap whose `catalog.yaml` overrides the residency catalog.
+    pub catalog_configmap: Option<(String, String)>,
     retries: Mutex<HashMap<String, u32>>,
     probes: Mutex<HashMap<String, (String, Instant)>>,
+    catalog_cache: Mutex<Option<(String, Arc<Catalog>)>>,
+}
+
+/// The residency catalog in force: the embedded one, or the embedded one with the ConfigMap's
+/// override laid over it.
+pub enum CatalogRef {
+    Embedded(&'static Catalog),
+    Override(Arc<Catalog>),
+}
+
+impl std::ops::Deref for CatalogRef {
+    type Target = Catalog;
+    fn deref(&self) -> &Catalog {
+        match self {
+            CatalogRef::Embedded(c) => c,
+            CatalogRef::Override(c) => c,
+        }
+    }
 }
 
 impl Context {
@@ -62,8 +88,66 @@ impl Context {
             clusters,
             workloads,
             policies,
+            cluster_policy: crate::residency::policy::QUEBEC_STRICT.to_string(),
+            catalog_configmap: None,
             retries: Mutex::new(HashMap::new()),
             probes: Mutex::new(HashMap::new()),
+            catalog_cache: Mutex::new(None),
+        }
+    }
+
+    /// The policy clusters are classified against: the named ResidencyPolicy object, else the
+    /// built-in `quebec-strict`.
+    pub fn cluster_policy(&self) -> ResidencyPolicySpec {
+        self.policies
+            .get(&ObjectRef::new(&self.cluster_policy))
+            .map(|p| p.spec.clone())
+            .unwrap_or_else(crate::residency::policy::quebec_strict)
+    }
+
+    /// The catalog in force. A ConfigMap that is missing or does not parse leaves the embedded
+    /// catalog in force, with a warning in the log (the previous override is not kept: a broken
+    /// override must not silently keep stale facts).
+    pub async fn catalog(&self) -> CatalogRef {
+        let Some((ns, name)) = &self.catalog_configmap else {
+            return CatalogRef::Embedded(Catalog::embedded());
+        };
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+        let cm = match api.get_opt(name).await {
+            Ok(Some(cm)) => cm,
+            Ok(None) => {
+                tracing::warn!(configmap = %format!("{ns}/{name}"), "the residency catalog ConfigMap does not exist; using the built-in catalog");
+                return CatalogRef::Embedded(Catalog::embedded());
+            }
+            Err(e) => {
+                tracing::warn!(configmap = %format!("{ns}/{name}"), error = %e, "cannot read the residency catalog ConfigMap; using the built-in catalog");
+                return CatalogRef::Embedded(Catalog::embedded());
+            }
+        };
+        let version = cm.metadata.resource_version.clone().unwrap_or_default();
+        let mut cache = self.catalog_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((v, c)) = cache.as_ref()
+            && *v == version
+        {
+            return CatalogRef::Override(c.clone());
+        }
+        let text = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get("catalog.yaml"))
+            .cloned()
+            .unwrap_or_default();
+        match Catalog::with_override(&text) {
+            Ok(c) => {
+                let c = Arc::new(c);
+                *cache = Some((version, c.clone()));
+                CatalogRef::Override(c)
+            }
+            Err(e) => {
+                tracing::warn!(configmap = %format!("{ns}/{name}"), error = %e, "the residency catalog override is invalid; using the built-in catalog");
+                *cache = None;
+                CatalogRef::Embedded(Catalog::embedded())
+            }
         }
     }
 

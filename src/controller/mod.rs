@@ -56,6 +56,17 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub secret_namespaces: Vec<String>,
+    /// The ResidencyPolicy every SovereignCluster is classified against (built-in when absent).
+    #[arg(
+        long,
+        env = "SOVEREIGN_CLUSTER_POLICY",
+        default_value = "quebec-strict"
+    )]
+    pub cluster_policy: String,
+    /// A ConfigMap in --namespace whose `catalog.yaml` overrides or extends the built-in residency
+    /// catalog of providers, regions, registries and endpoints.
+    #[arg(long, env = "SOVEREIGN_CATALOG_CONFIGMAP")]
+    pub catalog_configmap: Option<String>,
     /// Reconciliations run at once per controller.
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
@@ -251,7 +262,7 @@ async fn run_controllers(
     } else {
         args.secret_namespaces.clone()
     };
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         metrics,
         Some(identity),
@@ -259,7 +270,13 @@ async fn run_controllers(
         clusters.clone(),
         workloads.clone(),
         policies.clone(),
-    ));
+    );
+    ctx.cluster_policy = args.cluster_policy.clone();
+    ctx.catalog_configmap = args
+        .catalog_configmap
+        .clone()
+        .map(|n| (args.namespace.clone(), n));
+    let ctx = Arc::new(ctx);
 
     let (until_tx, until_rx) = watch::channel(false);
     tokio::spawn(async move {

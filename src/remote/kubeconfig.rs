@@ -90,6 +90,8 @@ pub struct Access {
     /// `in-cluster`, or the Secret's `namespace/name@resourceVersion#key`: changes when the
     /// configuration changes.
     pub source_version: String,
+    /// The API server's host name, a residency signal (`….eks.amazonaws.com`, `….k8s.ovh.net`).
+    pub server_host: Option<String>,
 }
 
 /// Builds a client for the cluster a `SovereignCluster` describes.
@@ -105,6 +107,7 @@ pub async fn client_for(
         return Ok(Access {
             client: local.clone(),
             source_version: "in-cluster".into(),
+            server_host: None,
         });
     }
     let Some(r) = &cluster.spec.kubeconfig_secret_ref else {
@@ -120,9 +123,11 @@ pub async fn client_for(
     let secret = read_secret(local, r).await?;
     let text = kubeconfig_text(&secret, r)?;
     let config = config_from_text(&text, r).await?;
+    let server_host = config.cluster_url.host().map(String::from);
     let client = Client::try_from(config).map_err(|e| KubeconfigError::Client(e.to_string()))?;
     Ok(Access {
         client,
+        server_host,
         source_version: format!(
             "{}/{}@{}#{}",
             r.namespace,

@@ -3,12 +3,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
 use crate::api::cluster::NodeSummary;
+use crate::residency::Inventory;
 
 /// How long one probe may take before the cluster counts as unreachable.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -21,13 +22,15 @@ const LEGACY_ZONE_LABEL: &str = "failure-domain.beta.kubernetes.io/zone";
 const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
 
 /// The raw facts a probe gathered.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Observation {
     pub git_version: String,
     pub nodes: NodeSummary,
     pub storage_provisioners: Vec<String>,
     /// StorageClass names, default class first.
     pub storage_classes: Vec<String>,
+    /// The objects residency is judged from: nodes, storage classes, volumes.
+    pub inventory: Inventory,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +78,15 @@ async fn probe_inner(client: &Client) -> Result<Observation, ProbeError> {
         .map_err(|e| classify("read /version", e))?;
     let nodes = list_all::<Node>(client, "list nodes").await?;
     let classes = list_all::<StorageClass>(client, "list storageclasses").await?;
+    let volumes = list_all::<PersistentVolume>(client, "list persistentvolumes").await?;
+    let inventory = Inventory {
+        nodes: nodes.clone(),
+        storage_classes: classes.clone(),
+        volumes,
+        ..Inventory::default()
+    };
     Ok(Observation {
+        inventory,
         git_version: version.git_version,
         nodes: summarise_nodes(&nodes),
         storage_provisioners: classes

@@ -49,6 +49,18 @@ pub struct PhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    /// `Kind/name` or `Kind/namespace/name`.
+    pub object: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub object: String,
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabels {
     pub cluster: String,
 }
@@ -61,6 +73,8 @@ pub struct Metrics {
     pub duration: Family<ControllerLabels, Histogram>,
     pub workloads: Family<PhaseLabels, Gauge>,
     pub cluster_reachable: Family<ClusterLabels, Gauge>,
+    pub residency_compliant: Family<ObjectLabels, Gauge>,
+    pub residency_verdict: Family<VerdictLabels, Gauge>,
     pub leader: Gauge,
 }
 
@@ -83,6 +97,18 @@ impl Metrics {
         let workloads = Family::<PhaseLabels, Gauge>::default();
         let cluster_reachable = Family::<ClusterLabels, Gauge>::default();
         let leader = Gauge::default();
+        let residency_compliant = Family::<ObjectLabels, Gauge>::default();
+        let residency_verdict = Family::<VerdictLabels, Gauge>::default();
+        registry.register(
+            "residency_compliant",
+            "1 when the object's residency verdict is Compliant, else 0 (NonCompliant or Unknown)",
+            residency_compliant.clone(),
+        );
+        registry.register(
+            "residency_verdict",
+            "The object's current residency verdict (1 on the verdict's series)",
+            residency_verdict.clone(),
+        );
         registry.register("reconciles", "Reconciliations run", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -133,6 +159,8 @@ impl Metrics {
             duration,
             workloads,
             cluster_reachable,
+            residency_compliant,
+            residency_verdict,
             leader,
         }
     }
@@ -167,6 +195,37 @@ impl Metrics {
                     phase: phase.as_str().to_string(),
                 })
                 .set(n);
+        }
+    }
+
+    /// Records an object's residency verdict (one-hot over the three verdicts).
+    pub fn set_residency(&self, object: &str, verdict: crate::api::Verdict) {
+        use crate::api::Verdict;
+        self.residency_compliant
+            .get_or_create(&ObjectLabels {
+                object: object.to_string(),
+            })
+            .set(i64::from(verdict == Verdict::Compliant));
+        for v in [Verdict::Compliant, Verdict::NonCompliant, Verdict::Unknown] {
+            self.residency_verdict
+                .get_or_create(&VerdictLabels {
+                    object: object.to_string(),
+                    verdict: format!("{v:?}"),
+                })
+                .set(i64::from(v == verdict));
+        }
+    }
+
+    /// Forgets a deleted object's residency series.
+    pub fn forget_residency(&self, object: &str) {
+        self.residency_compliant.remove(&ObjectLabels {
+            object: object.to_string(),
+        });
+        for v in ["Compliant", "NonCompliant", "Unknown"] {
+            self.residency_verdict.remove(&VerdictLabels {
+                object: object.to_string(),
+                verdict: v.to_string(),
+            });
         }
     }
 
