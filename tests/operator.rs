@@ -310,10 +310,16 @@ async fn workloads_report_their_references_and_governance() {
 
     // Both clusters in-cluster (the sandbox's own API), then the policy, then the PIA.
     let clusters: Api<SovereignCluster> = Api::all(client.clone());
-    for name in ["src", "dst"] {
+    // Both are the sandbox itself (inCluster), with no provider signal: their declarations decide.
+    for (name, provider, country, province, jurisdiction) in [
+        ("src", "aws", "US", "VA", "US"),
+        ("dst", "micrologic", "CA", "QC", "CA"),
+    ] {
         let c: SovereignCluster = serde_json::from_value(json!({
             "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster",
-            "metadata": {"name": name}, "spec": {"inCluster": true}
+            "metadata": {"name": name},
+            "spec": {"inCluster": true, "provider": provider, "jurisdiction": jurisdiction,
+                     "location": {"country": country, "province": province}}
         }))
         .expect("cluster");
         clusters
@@ -346,6 +352,76 @@ async fn workloads_report_their_references_and_governance() {
     let s = w.status.expect("status");
     assert_eq!(s.phase.map(|p| p.as_str()), Some("Planning"));
     assert_eq!(s.observed_generation, w.metadata.generation);
+    let r = s.residency.expect("residency pre-flight in status");
+    assert_eq!(
+        (r.verdict, r.location.as_deref(), r.jurisdiction.as_deref()),
+        (
+            sovereign::api::Verdict::Compliant,
+            Some("CA-QC"),
+            Some("CA")
+        )
+    );
+
+    // A migration to a US-operated target is blocked before anything moves, with the findings.
+    let to_us: SovereignWorkload = serde_json::from_value(json!({
+        "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
+        "metadata": {"name": "to-us", "namespace": "migrations"},
+        "spec": {"source": {"cluster": "dst", "namespace": "sante"}, "target": {"cluster": "src"},
+                 "governance": {"dataClassification": "Confidential", "privacyImpactAssessmentRef": "EFVP-1"}}
+    }))
+    .expect("workload");
+    workloads
+        .create(&PostParams::default(), &to_us)
+        .await
+        .expect("create");
+    let condition = |w: &SovereignWorkload, t: &str| {
+        w.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == t))
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    let blocked = eventually("to-us blocked", || async {
+        let w = workloads.get("to-us").await.ok()?;
+        (condition(&w, "Ready").map(|c| c.1).as_deref() == Some("ResidencyBlocked")).then_some(w)
+    })
+    .await;
+    assert_eq!(
+        condition(&blocked, "ResidencyCompliant"),
+        Some(("False".into(), "Blocked".into()))
+    );
+    let findings = blocked
+        .status
+        .as_ref()
+        .and_then(|s| s.residency.as_ref())
+        .map(|r| r.findings.clone())
+        .unwrap_or_default();
+    assert!(
+        findings.iter().any(|f| f.evidence == "US-VA")
+            && findings.iter().any(|f| f.evidence == "US"),
+        "{findings:?}"
+    );
+    // Under Warn, it proceeds, and the findings stay.
+    policies
+        .patch(
+            "quebec-strict",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"enforcement": "Warn"}})),
+        )
+        .await
+        .expect("warn");
+    let warned = eventually("to-us proceeds under Warn", || async {
+        let w = workloads.get("to-us").await.ok()?;
+        (w.status.as_ref()?.phase.map(|p| p.as_str()) == Some("Planning")).then_some(w)
+    })
+    .await;
+    assert_eq!(
+        condition(&warned, "ResidencyCompliant"),
+        Some(("False".into(), "NonCompliantWarned".into()))
+    );
+    workloads
+        .delete("to-us", &DeleteParams::default())
+        .await
+        .expect("delete to-us");
 
     // Deleting the workload runs the finalizer's cleanup and the object goes away.
     workloads

@@ -20,9 +20,13 @@ use tracing::{Instrument, info, info_span, warn};
 use super::context::{Context, FINALIZER};
 use super::error::{Error, Result};
 use super::status;
-use crate::api::conditions::{self, Desired, READY, RECONCILING, STALLED};
+use crate::api::conditions::{self, Desired, READY, RECONCILING, RESIDENCY_COMPLIANT, STALLED};
+use crate::api::policy::Enforcement;
+use crate::api::workload::ResidencyStatus;
 use crate::api::workload::{Phase, SovereignWorkloadStatus};
 use crate::api::{ResidencyPolicy, SovereignCluster, SovereignWorkload};
+use crate::api::{Severity, Verdict};
+use crate::residency::preflight;
 use crate::telemetry::metrics::ControllerName;
 
 /// The objects a workload refers to, as the caches hold them.
@@ -39,6 +43,8 @@ pub struct Plan {
     pub phase: Phase,
     pub message: String,
     pub conditions: Vec<Desired>,
+    /// The residency pre-flight, once the target and the policy are known.
+    pub residency: Option<ResidencyStatus>,
 }
 
 pub async fn reconcile(obj: Arc<SovereignWorkload>, ctx: Arc<Context>) -> Result<Action> {
@@ -200,6 +206,7 @@ pub fn plan(w: &SovereignWorkload, refs: &Refs) -> Plan {
             ),
             Desired::new(STALLED, true, reason, message),
         ],
+        residency: None,
     };
     let waiting = |reason: &str, message: String| Plan {
         phase: Phase::Pending,
@@ -209,6 +216,7 @@ pub fn plan(w: &SovereignWorkload, refs: &Refs) -> Plan {
             Desired::new(RECONCILING, true, reason, message),
             Desired::new(STALLED, false, reason, ""),
         ],
+        residency: None,
     };
     if w.spec.suspend {
         let message =
@@ -221,6 +229,7 @@ pub fn plan(w: &SovereignWorkload, refs: &Refs) -> Plan {
                 Desired::new(RECONCILING, false, "Suspended", message),
                 Desired::new(STALLED, false, "Suspended", ""),
             ],
+            residency: None,
         };
     }
     for (role, wanted, found) in [
@@ -282,6 +291,70 @@ pub fn plan(w: &SovereignWorkload, refs: &Refs) -> Plan {
             ),
         );
     }
+    // Residency pre-flight: the target under the workload's policy, before anything moves.
+    let target = refs.target.as_ref().and_then(|t| t.status.as_ref());
+    let (verdict, mut findings) = preflight::target(&w.spec.target.cluster, target, &policy.spec);
+    findings.truncate(MAX_FINDINGS);
+    let residency = ResidencyStatus {
+        verdict,
+        location: target.and_then(|t| t.location.clone()),
+        jurisdiction: target.and_then(|t| t.jurisdiction.clone()),
+        policy: Some(w.spec.residency_policy.clone()),
+        checked_at: None,
+        findings,
+    };
+    let head = residency
+        .findings
+        .iter()
+        .find(|f| f.severity != Severity::Info)
+        .map(|f| format!("{} ({}: {})", f.rule, f.object, f.evidence))
+        .unwrap_or_default();
+    let blocked = verdict != Verdict::Compliant && policy.spec.enforcement == Enforcement::Block;
+    let residency_condition = match verdict {
+        Verdict::Compliant => Desired::new(
+            RESIDENCY_COMPLIANT,
+            true,
+            "Compliant",
+            "the target satisfies the policy",
+        ),
+        Verdict::NonCompliant if blocked => {
+            Desired::new(RESIDENCY_COMPLIANT, false, "Blocked", head.clone())
+        }
+        Verdict::NonCompliant => Desired::new(
+            RESIDENCY_COMPLIANT,
+            false,
+            "NonCompliantWarned",
+            head.clone(),
+        ),
+        Verdict::Unknown => Desired::new(
+            RESIDENCY_COMPLIANT,
+            conditions::Status::Unknown,
+            if blocked { "Blocked" } else { "UnknownWarned" },
+            head.clone(),
+        ),
+    };
+    if blocked {
+        let message = format!(
+            "ResidencyPolicy {:?} (enforcement Block) stops this migration before anything moves: {head}",
+            w.spec.residency_policy
+        );
+        return Plan {
+            phase: Phase::Pending,
+            message: message.clone(),
+            conditions: vec![
+                Desired::new(READY, false, "ResidencyBlocked", message.clone()),
+                Desired::new(
+                    RECONCILING,
+                    false,
+                    "ResidencyBlocked",
+                    "waiting for the target or the policy to change",
+                ),
+                Desired::new(STALLED, true, "ResidencyBlocked", message),
+                residency_condition,
+            ],
+            residency: Some(residency),
+        };
+    }
     let message = "references resolved; the migration engine (planning, replication, cutover) is not part of this build yet".to_string();
     Plan {
         phase: Phase::Planning,
@@ -290,9 +363,14 @@ pub fn plan(w: &SovereignWorkload, refs: &Refs) -> Plan {
             Desired::new(READY, false, "MigrationEngineUnavailable", message.clone()),
             Desired::new(RECONCILING, true, "Planning", message),
             Desired::new(STALLED, false, "Planning", ""),
+            residency_condition,
         ],
+        residency: Some(residency),
     }
 }
+
+/// Findings kept in the workload's status.
+const MAX_FINDINGS: usize = 20;
 
 /// The status the plan leads to, keeping what the plan does not decide.
 pub fn render_status(
@@ -302,6 +380,22 @@ pub fn render_status(
     now: &Time,
 ) -> SovereignWorkloadStatus {
     let mut s = old.clone();
+    if let Some(r) = &plan.residency {
+        // Keep the check time unless the verdict or findings changed: no churn, no self-wakeups.
+        let same = old.residency.as_ref().is_some_and(|o| {
+            o.verdict == r.verdict
+                && o.findings == r.findings
+                && o.location == r.location
+                && o.jurisdiction == r.jurisdiction
+        });
+        let mut r = r.clone();
+        r.checked_at = if same {
+            old.residency.as_ref().and_then(|o| o.checked_at.clone())
+        } else {
+            Some(now.clone())
+        };
+        s.residency = Some(r);
+    }
     s.phase = Some(plan.phase);
     s.message = Some(plan.message.clone());
     s.observed_generation = w.metadata.generation;
@@ -366,6 +460,15 @@ mod tests {
     const W: &str = "apiVersion: sovereign.dev/v1alpha1\nkind: SovereignWorkload\nmetadata: {name: dossier, namespace: migrations, generation: 2}\nspec:\n  source: {cluster: aws, namespace: sante}\n  target: {cluster: ovh}\n";
 
     fn cluster(name: &str, ready: bool) -> Arc<SovereignCluster> {
+        located(name, ready, "CA-QC", "CA")
+    }
+
+    fn located(
+        name: &str,
+        ready: bool,
+        location: &str,
+        jurisdiction: &str,
+    ) -> Arc<SovereignCluster> {
         let mut c: SovereignCluster =
             serde_yaml::from_str(&format!("apiVersion: sovereign.dev/v1alpha1\nkind: SovereignCluster\nmetadata: {{name: {name}}}\nspec: {{inCluster: true}}\n")).expect("cluster");
         let now = Time("2026-11-28T12:00:00Z".parse().expect("ts"));
@@ -376,15 +479,82 @@ mod tests {
         };
         c.status = Some(crate::api::SovereignClusterStatus {
             conditions: conditions::merge(&[], &[cond], None, &now),
+            location: Some(location.into()),
+            jurisdiction: Some(jurisdiction.into()),
+            verdict: Some(Verdict::Compliant),
             ..Default::default()
         });
         Arc::new(c)
     }
 
     fn policy(require_pia: bool) -> Arc<ResidencyPolicy> {
+        enforced(require_pia, "Block")
+    }
+
+    fn enforced(require_pia: bool, enforcement: &str) -> Arc<ResidencyPolicy> {
         Arc::new(
-            serde_yaml::from_str(&format!("apiVersion: sovereign.dev/v1alpha1\nkind: ResidencyPolicy\nmetadata: {{name: quebec-strict}}\nspec: {{allowedLocations: [CA-QC], allowedJurisdictions: [CA], requirePrivacyImpactAssessment: {require_pia}}}\n")).expect("policy"),
+            serde_yaml::from_str(&format!("apiVersion: sovereign.dev/v1alpha1\nkind: ResidencyPolicy\nmetadata: {{name: quebec-strict}}\nspec: {{enforcement: {enforcement}, allowedLocations: [CA-QC], allowedJurisdictions: [CA], requirePrivacyImpactAssessment: {require_pia}}}\n")).expect("policy"),
         )
+    }
+
+    #[test]
+    fn a_target_outside_the_policy_blocks_or_warns() {
+        let w = workload(W);
+        let us_in_quebec = located("ovh", true, "CA-QC", "US");
+        let refs = Refs {
+            source: Some(cluster("aws", true)),
+            target: Some(us_in_quebec.clone()),
+            policy: Some(policy(false)),
+        };
+        let p = plan(&w, &refs);
+        assert_eq!((p.phase, reason(&p)), (Phase::Pending, "ResidencyBlocked"));
+        assert!(
+            p.conditions
+                .iter()
+                .any(|c| c.type_ == STALLED && c.status == conditions::Status::True)
+        );
+        let r = p.residency.as_ref().expect("residency in status");
+        assert_eq!(r.verdict, Verdict::NonCompliant);
+        assert!(r.findings.iter().any(|f| f.evidence == "US"), "{r:?}");
+        let rc = p
+            .conditions
+            .iter()
+            .find(|c| c.type_ == RESIDENCY_COMPLIANT)
+            .expect("ResidencyCompliant");
+        assert_eq!(
+            (rc.status, rc.reason.as_str()),
+            (conditions::Status::False, "Blocked")
+        );
+        // Warn: the migration goes on, the findings stay.
+        let refs = Refs {
+            policy: Some(enforced(false, "Warn")),
+            ..refs
+        };
+        let p = plan(&w, &refs);
+        assert_eq!(p.phase, Phase::Planning);
+        let rc = p
+            .conditions
+            .iter()
+            .find(|c| c.type_ == RESIDENCY_COMPLIANT)
+            .expect("ResidencyCompliant");
+        assert_eq!(
+            (rc.status, rc.reason.as_str()),
+            (conditions::Status::False, "NonCompliantWarned")
+        );
+        // An unclassified target is never compliant: Block stops it too.
+        let mut bare = (*cluster("ovh", true)).clone();
+        if let Some(s) = bare.status.as_mut() {
+            s.location = None;
+            s.jurisdiction = None;
+        }
+        let refs = Refs {
+            source: Some(cluster("aws", true)),
+            target: Some(Arc::new(bare)),
+            policy: Some(policy(false)),
+        };
+        let p = plan(&w, &refs);
+        assert_eq!(reason(&p), "ResidencyBlocked");
+        assert_eq!(p.residency.map(|r| r.verdict), Some(Verdict::Unknown));
     }
 
     fn reason(p: &Plan) -> &str {

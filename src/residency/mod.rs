@@ -6,6 +6,7 @@ pub mod collect;
 pub mod evaluate;
 pub mod inventory;
 pub mod policy;
+pub mod preflight;
 
 pub use catalog::Catalog;
 pub use evaluate::{Evaluation, evaluate};
