@@ -638,4 +638,8 @@ pub mod keys {
     pub const WORKLOAD: &str = "sovereign.dev/workload";
     pub const SOURCE_UID: &str = "sovereign.dev/source-uid";
     pub const SOURCE_HASH: &str = "sovereign.dev/source-hash";
+    /// The replica count a workload created at zero gets back at cutover.
+    pub const REPLICAS: &str = "sovereign.dev/replicas";
+    /// Whether a CronJob created suspended was suspended in the source.
+    pub const SUSPENDED: &str = "sovereign.dev/suspended";
 }
