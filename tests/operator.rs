@@ -310,6 +310,25 @@ async fn workloads_report_their_references_and_governance() {
 
     // Both clusters in-cluster (the sandbox's own API), then the policy, then the PIA.
     let clusters: Api<SovereignCluster> = Api::all(client.clone());
+    // The source namespace holds a small application.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "sante");
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "sante"}})).expect("ns"),
+    )
+    .await
+    .expect("namespace sante");
+    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "dossier-config", "namespace": "sante"}, "data": {"LOG_LEVEL": "info"}})).expect("cm")).await.expect("configmap");
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "sante");
+    deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "dossier-api", "namespace": "sante"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "dossier-api"}}, "template": {"metadata": {"labels": {"app": "dossier-api"}}, "spec": {"containers": [{"name": "api", "image": "registry.sante.gouv.qc.ca/dossier/api:2.4.1", "envFrom": [{"configMapRef": {"name": "dossier-config"}}]}]}}}})).expect("deployment"),
+        )
+        .await
+        .expect("deployment");
     // Both are the sandbox itself (inCluster), with no provider signal: their declarations decide.
     for (name, provider, country, province, jurisdiction) in [
         ("src", "aws", "US", "VA", "US"),
@@ -348,10 +367,85 @@ async fn workloads_report_their_references_and_governance() {
         )
         .await
         .expect("add PIA");
-    let w = reason_is("MigrationEngineUnavailable").await;
-    let s = w.status.expect("status");
-    assert_eq!(s.phase.map(|p| p.as_str()), Some("Planning"));
+    let w = reason_is("AwaitingApproval").await;
+    let s = w.status.clone().expect("status");
+    assert_eq!(s.phase.map(|p| p.as_str()), Some("AwaitingApproval"));
     assert_eq!(s.observed_generation, w.metadata.generation);
+    // The plan read the source namespace: the ConfigMap and the Deployment, not the default SA.
+    let plan = s.plan.clone().expect("plan in status");
+    assert_eq!(plan.objects, 2, "{plan:?}");
+    assert_eq!(plan.hash.len(), 64);
+    assert!(plan.approved_hash.is_none());
+    // A hash of another plan is refused with a condition; the right one approves.
+    let approve = |hash: String| {
+        let workloads = workloads.clone();
+        async move {
+            workloads
+                .patch("dossier", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"spec": {"cutover": {"approvedPlanHash": hash, "approvedBy": "alice@sante.gouv.qc.ca"}}})))
+                .await
+                .expect("approve");
+        }
+    };
+    approve("0".repeat(64)).await;
+    let stale = reason_is("StalePlanHash").await;
+    let approved_cond = stale
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Approved"))
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    assert_eq!(
+        approved_cond,
+        Some(("False".into(), "StalePlanHash".into()))
+    );
+    approve(plan.hash.clone()).await;
+    let w = reason_is("ReplicationUnavailable").await;
+    let s = w.status.clone().expect("status");
+    let p = s.plan.clone().expect("plan");
+    assert_eq!(p.approved_hash.as_deref(), Some(plan.hash.as_str()));
+    assert_eq!(p.approved_by.as_deref(), Some("alice@sante.gouv.qc.ca"));
+    assert!(p.approved_at.is_some());
+    // Plan mode: the plan and the pre-flight, then done (Ready) without touching anything.
+    let plan_only: SovereignWorkload = serde_json::from_value(json!({
+        "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
+        "metadata": {"name": "plan-only", "namespace": "migrations"},
+        "spec": {"source": {"cluster": "src", "namespace": "sante"}, "target": {"cluster": "dst"}, "mode": "Plan",
+                 "governance": {"dataClassification": "Internal", "privacyImpactAssessmentRef": "EFVP-2"}}
+    }))
+    .expect("workload");
+    workloads
+        .create(&PostParams::default(), &plan_only)
+        .await
+        .expect("create plan-only");
+    let done = eventually("plan-only Ready", || async {
+        let w = workloads.get("plan-only").await.ok()?;
+        let s = w.status.clone()?;
+        (s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True" && c.reason == "PlanReady"))
+        .then_some(s)
+    })
+    .await;
+    assert_eq!(done.phase.map(|p| p.as_str()), Some("Completed"));
+    // Another workload's plan: the target objects carry their workload's label, so the hash differs.
+    let other = done.plan.expect("plan");
+    assert_eq!(other.objects, 2);
+    assert_ne!(other.hash, plan.hash);
+    let target_objects: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "sante");
+    assert_eq!(
+        target_objects
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1,
+        "Plan mode created nothing"
+    );
+    workloads
+        .delete("plan-only", &DeleteParams::default())
+        .await
+        .expect("delete plan-only");
     let r = s.residency.expect("residency pre-flight in status");
     assert_eq!(
         (r.verdict, r.location.as_deref(), r.jurisdiction.as_deref()),
@@ -411,7 +505,7 @@ async fn workloads_report_their_references_and_governance() {
         .expect("warn");
     let warned = eventually("to-us proceeds under Warn", || async {
         let w = workloads.get("to-us").await.ok()?;
-        (w.status.as_ref()?.phase.map(|p| p.as_str()) == Some("Planning")).then_some(w)
+        (w.status.as_ref()?.phase.map(|p| p.as_str()) == Some("AwaitingApproval")).then_some(w)
     })
     .await;
     assert_eq!(

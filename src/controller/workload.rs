@@ -20,12 +20,18 @@ use tracing::{Instrument, info, info_span, warn};
 use super::context::{Context, FINALIZER};
 use super::error::{Error, Result};
 use super::status;
-use crate::api::conditions::{self, Desired, READY, RECONCILING, RESIDENCY_COMPLIANT, STALLED};
+use crate::api::conditions::{
+    self, APPROVED, Desired, READY, RECONCILING, RESIDENCY_COMPLIANT, STALLED,
+};
 use crate::api::policy::Enforcement;
 use crate::api::workload::ResidencyStatus;
+use crate::api::workload::{Mode, PlanStatus};
 use crate::api::workload::{Phase, SovereignWorkloadStatus};
 use crate::api::{ResidencyPolicy, SovereignCluster, SovereignWorkload};
 use crate::api::{Severity, Verdict};
+use crate::migrate::approval::{self, Approval};
+use crate::migrate::{self, Plan as MigrationPlan, PlanInput, discover};
+use crate::remote;
 use crate::residency::preflight;
 use crate::telemetry::metrics::ControllerName;
 
@@ -39,7 +45,7 @@ pub struct Refs {
 
 /// What the workload's status should say.
 #[derive(Debug, PartialEq)]
-pub struct Plan {
+pub struct Decision {
     pub phase: Phase,
     pub message: String,
     pub conditions: Vec<Desired>,
@@ -148,11 +154,36 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
             .map_err(read("the ResidencyPolicy"))?
             .map(Arc::new),
     };
-    // plan
-    let plan = plan(&w, &refs);
+    // plan: references and residency first, then the migration plan from the source's objects
+    let mut decision = plan(&w, &refs);
+    let mut planned = None;
+    if decision.phase == Phase::Planning {
+        match plan_source(&w, &refs, ctx).await {
+            Ok(p) => {
+                decision = after_plan(&w, decision, &p);
+                planned = Some(p);
+            }
+            Err(message) => {
+                decision = Decision {
+                    phase: Phase::Planning,
+                    message: message.clone(),
+                    conditions: vec![
+                        Desired::new(READY, false, "SourceUnreadable", message.clone()),
+                        Desired::new(RECONCILING, true, "SourceUnreadable", message),
+                        Desired::new(STALLED, false, "SourceUnreadable", ""),
+                    ],
+                    residency: decision.residency,
+                }
+            }
+        }
+    }
     let now = Time(Timestamp::now());
     let old = w.status.clone().unwrap_or_default();
-    let status = render_status(&w, &old, &plan, &now);
+    let plan = decision;
+    let mut status = render_status(&w, &old, &plan, &now);
+    if let Some(p) = &planned {
+        status.plan = Some(plan_status(&w, old.plan.as_ref(), p, &now));
+    }
     // act
     let api: Api<SovereignWorkload> =
         Api::namespaced(ctx.client.clone(), &w.namespace().unwrap_or_default());
@@ -191,9 +222,258 @@ async fn cleanup(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
+/// Lists the source namespace and plans the move. The error is a sentence for the condition.
+async fn plan_source(
+    w: &SovereignWorkload,
+    refs: &Refs,
+    ctx: &Context,
+) -> Result<MigrationPlan, String> {
+    let source = refs
+        .source
+        .as_ref()
+        .ok_or("the source SovereignCluster is gone")?;
+    let access = remote::client_for(source, &ctx.client, &ctx.secret_namespaces)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot reach the source cluster {:?}: {e}",
+                w.spec.source.cluster
+            )
+        })?;
+    let objects = discover::namespace_objects(&access.client, &w.spec.source.namespace)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot read the source namespace {:?}: {e}",
+                w.spec.source.namespace
+            )
+        })?;
+    let target = refs
+        .target
+        .as_ref()
+        .and_then(|t| t.status.clone())
+        .unwrap_or_default();
+    let target_region = target.region.as_deref().filter(|r| !r.contains(','));
+    let target_namespace = w
+        .spec
+        .target
+        .namespace
+        .clone()
+        .unwrap_or_else(|| w.spec.source.namespace.clone());
+    let catalog = ctx.catalog().await;
+    Ok(migrate::build(&PlanInput {
+        objects: &objects,
+        source_namespace: &w.spec.source.namespace,
+        target_namespace: &target_namespace,
+        target_cluster: &w.spec.target.cluster,
+        selector: w.spec.source.selector.as_ref(),
+        include_kinds: &w.spec.source.include_kinds,
+        exclude_kinds: &w.spec.source.exclude_kinds,
+        storage_class_map: &w.spec.target.storage_class_map,
+        target_storage_classes: &target.storage_classes,
+        image_rewrites: &w.spec.target.image_rewrites,
+        target_region,
+        patches: &w.spec.target.patches,
+        workload: &format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any()),
+        catalog: &catalog,
+    }))
+}
+
+/// The phase once the plan is known: errors in the plan stop it; `Plan` mode is done; `Manual`
+/// waits for the plan's hash in the spec. Pure.
+pub fn after_plan(w: &SovereignWorkload, before: Decision, p: &MigrationPlan) -> Decision {
+    let residency = before
+        .conditions
+        .into_iter()
+        .filter(|c| c.type_ == RESIDENCY_COMPLIANT)
+        .collect::<Vec<_>>();
+    let summary = format!(
+        "{} object(s), {} volume(s), {} byte(s) to move",
+        p.objects.len(),
+        p.volumes.len(),
+        p.bytes()
+    );
+    let decision = |phase,
+                    ready: bool,
+                    reason: &str,
+                    message: String,
+                    reconciling: bool,
+                    stalled: bool,
+                    approved: Option<Desired>| {
+        let mut conditions = vec![
+            Desired::new(READY, ready, reason, message.clone()),
+            Desired::new(
+                RECONCILING,
+                reconciling,
+                reason,
+                if reconciling {
+                    message.clone()
+                } else {
+                    String::new()
+                },
+            ),
+            Desired::new(
+                STALLED,
+                stalled,
+                reason,
+                if stalled {
+                    message.clone()
+                } else {
+                    String::new()
+                },
+            ),
+        ];
+        conditions.extend(approved);
+        conditions.extend(residency.iter().cloned());
+        Decision {
+            phase,
+            message,
+            conditions,
+            residency: before.residency.clone(),
+        }
+    };
+    if let Some(e) = p.findings.iter().find(|f| f.severity == Severity::Error) {
+        let message = format!(
+            "the plan has {} error(s), first: {}: {} ({}); {}",
+            p.findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .count(),
+            e.object,
+            e.rule,
+            e.evidence,
+            e.remediation
+        );
+        return decision(
+            Phase::Planning,
+            false,
+            "PlanHasErrors",
+            message,
+            false,
+            true,
+            None,
+        );
+    }
+    if w.spec.mode == Mode::Plan {
+        let message = format!(
+            "plan {} ready: {summary}; Plan mode touches nothing",
+            &p.hash[..12]
+        );
+        return decision(
+            Phase::Completed,
+            true,
+            "PlanReady",
+            message,
+            false,
+            false,
+            None,
+        );
+    }
+    match approval::check(&w.spec, &p.hash) {
+        Approval::Awaiting => decision(
+            Phase::AwaitingApproval,
+            false,
+            "AwaitingApproval",
+            format!(
+                "plan ready ({summary}); approve it by setting spec.cutover.approvedPlanHash to {}",
+                p.hash
+            ),
+            false,
+            false,
+            Some(Desired::new(
+                APPROVED,
+                false,
+                "AwaitingApproval",
+                format!("set spec.cutover.approvedPlanHash to {}", p.hash),
+            )),
+        ),
+        Approval::Stale { approved } => decision(
+            Phase::AwaitingApproval,
+            false,
+            "StalePlanHash",
+            format!(
+                "the approved hash {approved} names an older plan: the plan changed (now {}); review and approve the new hash",
+                p.hash
+            ),
+            false,
+            false,
+            Some(Desired::new(
+                APPROVED,
+                false,
+                "StalePlanHash",
+                format!("approved {approved}, current plan {}", p.hash),
+            )),
+        ),
+        a @ (Approval::Approved { .. } | Approval::NotRequired) => {
+            let (reason, note) = if a == Approval::NotRequired {
+                ("NotRequired", "cutover strategy Automatic")
+            } else {
+                ("Approved", "the current plan's hash is approved")
+            };
+            decision(
+                Phase::Planning,
+                false,
+                "ReplicationUnavailable",
+                format!(
+                    "plan {} approved ({summary}); replication and cutover are not part of this build yet",
+                    &p.hash[..12]
+                ),
+                true,
+                false,
+                Some(Desired::new(APPROVED, true, reason, note)),
+            )
+        }
+    }
+}
+
+/// The plan's summary in status; approval and computation times stay put while the plan does.
+pub fn plan_status(
+    w: &SovereignWorkload,
+    old: Option<&PlanStatus>,
+    p: &MigrationPlan,
+    now: &Time,
+) -> PlanStatus {
+    let same_plan = old.is_some_and(|o| o.hash == p.hash);
+    let approved = matches!(approval::check(&w.spec, &p.hash), Approval::Approved { .. });
+    let mut findings = p.findings.clone();
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    findings.truncate(MAX_FINDINGS);
+    let was_approved = old.filter(|o| o.approved_hash.as_deref() == Some(p.hash.as_str()));
+    PlanStatus {
+        hash: p.hash.clone(),
+        objects: p.objects.len() as i64,
+        volumes: p.volumes.len() as i64,
+        bytes: i64::try_from(p.bytes()).unwrap_or(i64::MAX),
+        transforms: p.transforms.clone(),
+        findings,
+        approved_hash: approved.then(|| p.hash.clone()),
+        approved_by: if approved {
+            w.spec
+                .cutover
+                .as_ref()
+                .and_then(|c| c.approved_by.clone())
+                .or_else(|| was_approved.and_then(|o| o.approved_by.clone()))
+        } else {
+            None
+        },
+        approved_at: if approved {
+            was_approved
+                .and_then(|o| o.approved_at.clone())
+                .or_else(|| Some(now.clone()))
+        } else {
+            None
+        },
+        computed_at: if same_plan {
+            old.and_then(|o| o.computed_at.clone())
+        } else {
+            Some(now.clone())
+        },
+    }
+}
+
 /// Decides the phase and conditions from the workload and what it refers to. Pure.
-pub fn plan(w: &SovereignWorkload, refs: &Refs) -> Plan {
-    let stalled = |reason: &str, message: String| Plan {
+pub fn plan(w: &SovereignWorkload, refs: &Refs) -> Decision {
+    let stalled = |reason: &str, message: String| Decision {
         phase: Phase::Pending,
         message: message.clone(),
         conditions: vec![
@@ -208,7 +488,7 @@ pub fn plan(w: &SovereignWorkload, refs: &Refs) -> Plan {
         ],
         residency: None,
     };
-    let waiting = |reason: &str, message: String| Plan {
+    let waiting = |reason: &str, message: String| Decision {
         phase: Phase::Pending,
         message: message.clone(),
         conditions: vec![
@@ -221,7 +501,7 @@ pub fn plan(w: &SovereignWorkload, refs: &Refs) -> Plan {
     if w.spec.suspend {
         let message =
             "spec.suspend is true: the migration waits at its next safe point".to_string();
-        return Plan {
+        return Decision {
             phase: Phase::Paused,
             message: message.clone(),
             conditions: vec![
@@ -338,7 +618,7 @@ pub fn plan(w: &SovereignWorkload, refs: &Refs) -> Plan {
             "ResidencyPolicy {:?} (enforcement Block) stops this migration before anything moves: {head}",
             w.spec.residency_policy
         );
-        return Plan {
+        return Decision {
             phase: Phase::Pending,
             message: message.clone(),
             conditions: vec![
@@ -356,7 +636,7 @@ pub fn plan(w: &SovereignWorkload, refs: &Refs) -> Plan {
         };
     }
     let message = "references resolved; the migration engine (planning, replication, cutover) is not part of this build yet".to_string();
-    Plan {
+    Decision {
         phase: Phase::Planning,
         message: message.clone(),
         conditions: vec![
@@ -376,7 +656,7 @@ const MAX_FINDINGS: usize = 20;
 pub fn render_status(
     w: &SovereignWorkload,
     old: &SovereignWorkloadStatus,
-    plan: &Plan,
+    plan: &Decision,
     now: &Time,
 ) -> SovereignWorkloadStatus {
     let mut s = old.clone();
@@ -557,7 +837,7 @@ mod tests {
         assert_eq!(p.residency.map(|r| r.verdict), Some(Verdict::Unknown));
     }
 
-    fn reason(p: &Plan) -> &str {
+    fn reason(p: &Decision) -> &str {
         &p.conditions
             .iter()
             .find(|c| c.type_ == READY)

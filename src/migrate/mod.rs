@@ -1,6 +1,8 @@
 //! The migration: what moves (selection and references), in which order, transformed how, and the
 //! plan that an approval names by its hash. Planning is pure: objects in, plan out, no cluster.
 
+pub mod approval;
+pub mod discover;
 pub mod footprint;
 pub mod order;
 pub mod plan;
