@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Node, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use regex::Regex;
 
 use super::catalog::{Catalog, Provider, region_of_zone};
@@ -180,6 +181,15 @@ impl Judge<'_> {
             );
         }
     }
+}
+
+/// `Kind/namespace/name` of a typed object, as findings name it.
+fn obj(kind: &str, meta: &ObjectMeta) -> String {
+    format!(
+        "{kind}/{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
 }
 
 fn label<'n>(node: &'n Node, key: &str) -> Option<&'n String> {
@@ -554,12 +564,7 @@ fn pod_specs(inv: &Inventory) -> Vec<(String, String, &PodSpec)> {
             continue;
         }
         if let Some(spec) = &p.spec {
-            let ns = p.metadata.namespace.clone().unwrap_or_default();
-            out.push((
-                format!("Pod/{ns}/{}", p.metadata.name.clone().unwrap_or_default()),
-                "spec".into(),
-                spec,
-            ));
+            out.push((obj("Pod", &p.metadata), "spec".into(), spec));
         }
     }
     out
@@ -666,21 +671,13 @@ fn judge_endpoints(judge: &mut Judge<'_>, inv: &Inventory) {
         }
     }
     for cm in &inv.config_maps {
-        let object = format!(
-            "ConfigMap/{}/{}",
-            cm.metadata.namespace.clone().unwrap_or_default(),
-            cm.metadata.name.clone().unwrap_or_default()
-        );
+        let object = obj("ConfigMap", &cm.metadata);
         for (k, v) in cm.data.iter().flatten() {
             texts.push((object.clone(), format!("data.{k}"), v.clone()));
         }
     }
     for ing in &inv.ingresses {
-        let object = format!(
-            "Ingress/{}/{}",
-            ing.metadata.namespace.clone().unwrap_or_default(),
-            ing.metadata.name.clone().unwrap_or_default()
-        );
+        let object = obj("Ingress", &ing.metadata);
         for (i, r) in ing
             .spec
             .iter()
@@ -740,11 +737,7 @@ fn judge_endpoints(judge: &mut Judge<'_>, inv: &Inventory) {
 /// Service accounts bound to a foreign cloud's IAM, and load balancers of a foreign cloud.
 fn judge_identities(judge: &mut Judge<'_>, inv: &Inventory) {
     for sa in &inv.service_accounts {
-        let object = format!(
-            "ServiceAccount/{}/{}",
-            sa.metadata.namespace.clone().unwrap_or_default(),
-            sa.metadata.name.clone().unwrap_or_default()
-        );
+        let object = obj("ServiceAccount", &sa.metadata);
         for (k, v) in sa.metadata.annotations.iter().flatten() {
             if let Some(p) = judge.catalog.provider_for_identity_annotation(k)
                 && !judge.jurisdiction_allowed(&p.parent.country)
@@ -754,11 +747,7 @@ fn judge_identities(judge: &mut Judge<'_>, inv: &Inventory) {
         }
     }
     for svc in &inv.services {
-        let object = format!(
-            "Service/{}/{}",
-            svc.metadata.namespace.clone().unwrap_or_default(),
-            svc.metadata.name.clone().unwrap_or_default()
-        );
+        let object = obj("Service", &svc.metadata);
         for (k, v) in svc.metadata.annotations.iter().flatten() {
             if let Some(p) = judge.catalog.provider_for_service_annotation(k)
                 && !judge.jurisdiction_allowed(&p.parent.country)
