@@ -558,7 +558,15 @@ async fn resource_request(
                     if res.is_custom() { "" } else { ", application/strategic-merge-patch+json" }
                 ))
             })?;
-            let r = cluster.patch(&res, ns, name, ptype, &body, sub, &ctx.write_options()?)?;
+            let mut opts = ctx.write_options()?;
+            if ptype == PatchType::Apply {
+                // Apply has no user-agent fallback: the manager must be named.
+                opts.field_manager = ctx
+                    .q("fieldManager")
+                    .filter(|m| !m.is_empty())
+                    .map(String::from);
+            }
+            let r = cluster.patch(&res, ns, name, ptype, &body, sub, &opts)?;
             Ok(write_response(if r.created { 201 } else { 200 }, &r))
         }
         (&Method::DELETE, Some(name), None) => {
