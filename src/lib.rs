@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod cost;
 pub mod remote;
 pub mod residency;
 #[cfg(feature = "sandbox")]
