@@ -892,3 +892,65 @@ fn invalid_quantities_are_errors_not_panics() {
     input.parallel_hours = -1.0;
     assert!(estimate(&input).is_err());
 }
+
+#[test]
+fn a_negative_declared_price_is_unpriced_not_subtracted() {
+    let fx = FxTable::builtin();
+    let src = named(
+        "src",
+        None,
+        Some(&pricing(
+            "currency: CAD\nvcpuHour: -0.04\negressPerGiB: 0.10\n",
+        )),
+    );
+    let dst = named(
+        "dst",
+        None,
+        Some(&pricing("currency: CAD\nvcpuHour: 0.03\n")),
+    );
+    let fp = Footprint {
+        cpu_cores: 1.0,
+        ..Footprint::default()
+    };
+    let mut input = EstimateInput::new(
+        Side {
+            cluster: "src",
+            prices: &src,
+            footprint: &fp,
+        },
+        Side {
+            cluster: "dst",
+            prices: &dst,
+            footprint: &fp,
+        },
+        10 * GIB_U,
+        &fx,
+    );
+    input.parallel_hours = 1.0;
+    input.mover = MoverUse::default();
+    let e = estimate(&input).expect("estimate");
+    // egress 10 GiB × 0.10 = 1.00; target vCPU 1 × 1 h × 0.03 = 0.03; source vCPU unpriced.
+    close(e.one_time.total, 1.03);
+    assert_eq!(
+        e.one_time.items[0].name,
+        "egress from src: tier 1 (per GiB)"
+    );
+    assert!(
+        e.unpriced
+            .contains(&"one-time: parallel running src: vCPU".to_string())
+    );
+    assert!(
+        check(
+            CostKind::Estimated,
+            -1.0,
+            "CAD",
+            0,
+            &Money {
+                amount: 1.0,
+                currency: "CAD".into()
+            },
+            &fx
+        )
+        .is_err()
+    );
+}

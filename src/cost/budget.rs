@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::CostError;
+use super::error::{CostError, check_quantity};
 use super::estimate::Estimate;
 use super::fx::FxTable;
 use super::ledger::Actual;
@@ -50,6 +50,8 @@ pub fn check(
     budget: &Money,
     fx: &FxTable,
 ) -> Result<BudgetCheck, CostError> {
+    check_quantity("budget amount", budget.amount)?;
+    check_quantity("cost", cost)?;
     let conv = fx.conversion(&budget.currency, currency)?;
     // Compared at cents, as shown: the message never says "exceeds by 0.00".
     let budget_here = round_cents(budget.amount * conv.factor);

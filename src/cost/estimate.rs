@@ -428,7 +428,11 @@ fn egress_lines(b: &mut LineBuilder, s: &mut Section, source: &Side, one: &OneTi
     if charge.unpriced_gib > 0.0 {
         b.line(
             s,
-            name("beyond the free allowance"),
+            name(if charge.allowance.free_gib > 0.0 {
+                "beyond the free allowance"
+            } else {
+                "internet egress"
+            }),
             charge.unpriced_gib,
             "GiB",
             None,

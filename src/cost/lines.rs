@@ -84,6 +84,14 @@ impl<'a> LineBuilder<'a> {
         }
         let item = match price {
             None => unpriced(name, quantity, unit, missing()),
+            // A negative or NaN price (the CRD forbids it, but input is input) would make a line
+            // subtract from the total or poison it: the line is unpriced instead.
+            Some((value, _, source)) if !(value.is_finite() && value >= 0.0) => unpriced(
+                name,
+                quantity,
+                unit,
+                format!("invalid price {value} ({source})"),
+            ),
             Some((value, currency, source)) => match self.fx.conversion(currency, self.currency) {
                 Ok(conv) => {
                     let unit_price = value * conv.factor;
