@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod cost;
 pub mod migrate;
 pub mod remote;
 pub mod residency;
