@@ -6,6 +6,8 @@ use sovereign::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        // Exit 0: the plan could run; 1: it would be stopped; 2: bad input.
+        Command::Plan(args) => return sovereign::cli::plan::run(&args),
         // The verdict is the exit code (0 compliant, 1 non-compliant, 2 unknown or bad input).
         Command::Residency(args) => {
             let sovereign::cli::residency::ResidencyCommand::Scan(scan) = &args.command;

@@ -2,6 +2,7 @@
 //! offline tools.
 
 pub mod crd;
+pub mod plan;
 pub mod residency;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ pub enum Command {
     Crd(crd::CrdArgs),
     /// Run the operator.
     Run(crate::controller::RunArgs),
+    /// The migration plan, residency pre-flight and cost estimate, offline from files.
+    Plan(plan::PlanArgs),
     /// Residency and jurisdiction of a cluster and its workloads.
     Residency(residency::ResidencyArgs),
     /// Serve simulated clusters (source and target) on loopback for kubectl and the operator.
