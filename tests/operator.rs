@@ -579,3 +579,148 @@ async fn only_one_replica_leads_and_a_standby_takes_over() {
     op2.await.expect("join").expect("replica-2 stops cleanly");
     target.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_below_the_estimate_pauses_before_data_moves() {
+    let target = SimCluster::start("target").await.expect("target");
+    let client = target.client().await.expect("client");
+    install(&client).await;
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "registre"}})).expect("ns"),
+    )
+    .await
+    .expect("namespace");
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), "registre");
+    pvcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "archives", "namespace": "registre"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "100Gi"}}}}))
+        .expect("pvc"),
+    )
+    .await
+    .expect("pvc");
+    let clusters: Api<SovereignCluster> = Api::all(client.clone());
+    for (name, provider, country, province, jurisdiction, pricing) in [
+        (
+            "src",
+            "aws",
+            "US",
+            "VA",
+            "US",
+            json!({"currency": "CAD", "egressPerGiB": 0.10, "freeEgressGiB": 0}),
+        ),
+        (
+            "dst",
+            "micrologic",
+            "CA",
+            "QC",
+            "CA",
+            json!({"currency": "CAD", "egressPerGiB": 0}),
+        ),
+    ] {
+        let c: SovereignCluster = serde_json::from_value(json!({
+            "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster", "metadata": {"name": name},
+            "spec": {"inCluster": true, "provider": provider, "jurisdiction": jurisdiction,
+                     "location": {"country": country, "province": province}, "pricing": pricing}
+        }))
+        .expect("cluster");
+        clusters
+            .create(&PostParams::default(), &c)
+            .await
+            .expect("cluster");
+    }
+    let policies: Api<ResidencyPolicy> = Api::all(client.clone());
+    let p: ResidencyPolicy = serde_json::from_value(json!({
+        "apiVersion": "sovereign.dev/v1alpha1", "kind": "ResidencyPolicy", "metadata": {"name": "quebec-strict"},
+        "spec": {"allowedLocations": ["CA-QC"], "allowedJurisdictions": ["CA"]}
+    }))
+    .expect("policy");
+    policies
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("policy");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let op = tokio::spawn(run_with(client.clone(), args("op-1"), async {
+        let _ = stop_rx.await;
+    }));
+    // 100 GiB leave the source at 0.10 CAD/GiB: the estimate is at least 10.00 CAD.
+    let workloads: Api<SovereignWorkload> = Api::namespaced(client.clone(), "migrations");
+    let w: SovereignWorkload = serde_json::from_value(json!({
+        "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
+        "metadata": {"name": "registre", "namespace": "migrations"},
+        "spec": {"source": {"cluster": "src", "namespace": "registre"}, "target": {"cluster": "dst"},
+                 "cost": {"currency": "CAD", "budget": {"amount": 5, "currency": "CAD"}}}
+    }))
+    .expect("workload");
+    workloads
+        .create(&PostParams::default(), &w)
+        .await
+        .expect("create");
+    let cond = |w: &SovereignWorkload, t: &str| {
+        w.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == t))
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let paused = eventually("paused over budget", || async {
+        let w = workloads.get("registre").await.ok()?;
+        (w.status.as_ref()?.phase.map(|p| p.as_str()) == Some("Paused")).then_some(w)
+    })
+    .await;
+    let (status, reason, message) = cond(&paused, "WithinBudget").expect("WithinBudget");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "OverBudget"));
+    assert!(
+        message.contains("exceeds the budget of 5.00 CAD"),
+        "{message}"
+    );
+    let cost = paused
+        .status
+        .as_ref()
+        .and_then(|s| s.cost.clone())
+        .expect("status.cost");
+    let one_time = cost
+        .estimated
+        .as_ref()
+        .map(|e| e.one_time)
+        .unwrap_or_default();
+    assert!(one_time >= 10.0, "egress alone is 10.00 CAD: {cost:?}");
+    assert!(
+        cost.display
+            .as_deref()
+            .is_some_and(|d| d.ends_with("CAD (est.)")),
+        "{cost:?}"
+    );
+    // Nothing moved: no target objects were created (the plan only reads).
+    assert_eq!(
+        pvcs.list(&ListParams::default())
+            .await
+            .expect("pvcs")
+            .items
+            .len(),
+        1
+    );
+    // Raising the budget resumes it.
+    workloads
+        .patch(
+            "registre",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"cost": {"budget": {"amount": 100000}}}})),
+        )
+        .await
+        .expect("raise budget");
+    let resumed = eventually("resumed", || async {
+        let w = workloads.get("registre").await.ok()?;
+        (w.status.as_ref()?.phase.map(|p| p.as_str()) == Some("AwaitingApproval")).then_some(w)
+    })
+    .await;
+    assert_eq!(
+        cond(&resumed, "WithinBudget").map(|c| (c.0, c.1)),
+        Some(("True".into(), "WithinBudget".into()))
+    );
+    let _ = stop_tx.send(());
+    op.await.expect("join").expect("stops");
+    target.shutdown().await;
+}

@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 
 use crate::api::workload::{Mode, SovereignWorkloadSpec};
 use crate::api::{Severity, SovereignCluster, SovereignWorkload, Verdict};
-use crate::cost::{self, Estimate, EstimateInput, Footprint, FxTable, Side, VolumeUse};
-use crate::migrate::footprint::usage;
+use crate::cost::{self, Estimate, FxTable};
 use crate::migrate::{self, Plan, PlanInput};
 use crate::residency::policy::{QUEBEC_STRICT, quebec_strict};
 use crate::residency::{Catalog, Inventory, evaluate, preflight};
@@ -209,53 +208,12 @@ pub fn build(args: &PlanArgs) -> Result<Report, PlanError> {
             .map(|s| cost::parse_override(s))
             .collect::<Result<Vec<_>, _>>()?,
     );
-    let planned: Vec<Value> = plan.objects.iter().map(|o| o.object.clone()).collect();
-    let u = usage(&planned, "default");
-    let footprint = |target_side: bool| Footprint {
-        cpu_cores: u.cpu_cores,
-        memory_gib: u.memory_gib,
-        volumes: plan
-            .volumes
-            .iter()
-            .map(|v| VolumeUse {
-                storage_class: if target_side {
-                    v.target_storage_class.clone()
-                } else {
-                    v.source_storage_class.clone()
-                }
-                .unwrap_or_else(|| "default".into()),
-                gib: v.capacity_bytes as f64 / (1u64 << 30) as f64,
-            })
-            .collect(),
-        load_balancers: u.load_balancers,
-    };
-    let (before, after) = (footprint(false), footprint(true));
-    let (source_prices, target_prices) = (
-        cost::cluster_pricing(&source),
-        cost::cluster_pricing(&target),
-    );
     let currency = spec
         .cost
         .as_ref()
         .map(|c| c.currency.clone())
         .unwrap_or_else(|| "CAD".into());
-    let mut input = EstimateInput::new(
-        Side {
-            cluster: &source_name,
-            prices: &source_prices,
-            footprint: &before,
-        },
-        Side {
-            cluster: &target_name,
-            prices: &target_prices,
-            footprint: &after,
-        },
-        plan.bytes(),
-        &fx,
-    );
-    input.bytes_are_capacity = true;
-    input.report_currency = &currency;
-    let estimate = cost::estimate(&input)?;
+    let estimate = cost::estimate_plan(&plan, &source, &target, &currency, &fx, true)?;
     let budget = spec
         .cost
         .as_ref()

@@ -21,7 +21,7 @@ use super::context::{Context, FINALIZER};
 use super::error::{Error, Result};
 use super::status;
 use crate::api::conditions::{
-    self, APPROVED, Desired, READY, RECONCILING, RESIDENCY_COMPLIANT, STALLED,
+    self, APPROVED, Desired, READY, RECONCILING, RESIDENCY_COMPLIANT, STALLED, WITHIN_BUDGET,
 };
 use crate::api::policy::Enforcement;
 use crate::api::workload::ResidencyStatus;
@@ -29,6 +29,7 @@ use crate::api::workload::{Mode, PlanStatus};
 use crate::api::workload::{Phase, SovereignWorkloadStatus};
 use crate::api::{ResidencyPolicy, SovereignCluster, SovereignWorkload};
 use crate::api::{Severity, Verdict};
+use crate::cost;
 use crate::migrate::approval::{self, Approval};
 use crate::migrate::{self, Plan as MigrationPlan, PlanInput, discover};
 use crate::remote;
@@ -160,8 +161,9 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
     if decision.phase == Phase::Planning {
         match plan_source(&w, &refs, ctx).await {
             Ok(p) => {
-                decision = after_plan(&w, decision, &p);
-                planned = Some(p);
+                let (estimate, budget) = price(&w, &refs, &p);
+                decision = after_plan(&w, decision, &p, budget.as_ref());
+                planned = Some((p, estimate, budget));
             }
             Err(message) => {
                 decision = Decision {
@@ -181,8 +183,13 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
     let old = w.status.clone().unwrap_or_default();
     let plan = decision;
     let mut status = render_status(&w, &old, &plan, &now);
-    if let Some(p) = &planned {
+    if let Some((p, estimate, _)) = &planned {
         status.plan = Some(plan_status(&w, old.plan.as_ref(), p, &now));
+        if let Some(e) = estimate {
+            status.cost = Some(cost::cost_status(&e.currency, Some(e), None));
+            ctx.metrics
+                .set_migration_cost(&key, "estimated", e.one_time.total);
+        }
     }
     // act
     let api: Api<SovereignWorkload> =
@@ -279,14 +286,71 @@ async fn plan_source(
     }))
 }
 
-/// The phase once the plan is known: errors in the plan stop it; `Plan` mode is done; `Manual`
-/// waits for the plan's hash in the spec. Pure.
-pub fn after_plan(w: &SovereignWorkload, before: Decision, p: &MigrationPlan) -> Decision {
-    let residency = before
+/// The estimate of the planned move, and its check against the budget. A cost model that cannot
+/// price (a bad rate) leaves both out, with a log line: pricing never blocks a migration by error.
+fn price(
+    w: &SovereignWorkload,
+    refs: &Refs,
+    p: &MigrationPlan,
+) -> (Option<cost::Estimate>, Option<cost::BudgetCheck>) {
+    let (Some(source), Some(target)) = (refs.source.as_ref(), refs.target.as_ref()) else {
+        return (None, None);
+    };
+    let currency = w
+        .spec
+        .cost
+        .as_ref()
+        .map(|c| c.currency.clone())
+        .unwrap_or_else(|| "CAD".into());
+    let fx = cost::FxTable::builtin();
+    let estimate = match cost::estimate_plan(p, source, target, &currency, &fx, true) {
+        Ok(e) => e,
+        Err(e) => {
+            warn!(error = %e, "cannot estimate the migration's cost");
+            return (None, None);
+        }
+    };
+    let budget = w
+        .spec
+        .cost
+        .as_ref()
+        .and_then(|c| c.budget.as_ref())
+        .and_then(|b| match cost::check_estimate(&estimate, b, &fx) {
+            Ok(check) => Some(check),
+            Err(e) => {
+                warn!(error = %e, "cannot check the budget");
+                None
+            }
+        });
+    (Some(estimate), budget)
+}
+
+/// The phase once the plan is known: errors in the plan stop it; an estimate over budget pauses it
+/// before data moves; `Plan` mode is done; `Manual` waits for the plan's hash in the spec. Pure.
+pub fn after_plan(
+    w: &SovereignWorkload,
+    before: Decision,
+    p: &MigrationPlan,
+    budget: Option<&cost::BudgetCheck>,
+) -> Decision {
+    let mut residency = before
         .conditions
         .into_iter()
         .filter(|c| c.type_ == RESIDENCY_COMPLIANT)
         .collect::<Vec<_>>();
+    if let Some(b) = budget {
+        let reason = if b.within {
+            "WithinBudget"
+        } else {
+            "OverBudget"
+        };
+        residency.push(Desired::new(
+            WITHIN_BUDGET,
+            b.within,
+            reason,
+            b.message.clone(),
+        ));
+    }
     let summary = format!(
         "{} object(s), {} volume(s), {} byte(s) to move",
         p.objects.len(),
@@ -348,6 +412,18 @@ pub fn after_plan(w: &SovereignWorkload, before: Decision, p: &MigrationPlan) ->
             Phase::Planning,
             false,
             "PlanHasErrors",
+            message,
+            false,
+            true,
+            None,
+        );
+    }
+    if let Some(b) = budget.filter(|b| !b.within && w.spec.mode != Mode::Plan) {
+        let message = format!("{}; raise spec.cost.budget to go on", b.message);
+        return decision(
+            Phase::Paused,
+            false,
+            "OverBudget",
             message,
             false,
             true,

@@ -21,6 +21,7 @@ pub mod fx;
 pub mod ledger;
 pub mod lines;
 pub mod money;
+pub mod plan;
 
 pub use budget::{BudgetCheck, CostKind, check, check_actual, check_estimate};
 pub use catalog::{Catalog, EgressRate, PriceList, cluster_pricing, effective_pricing};
@@ -34,6 +35,7 @@ pub use fx::{FxTable, Rate, parse_override};
 pub use ledger::{Actual, Facts, LedgerInput, MoverRole, Observation, actual};
 pub use lines::Section;
 pub use money::{display, format_money, round_cents};
+pub use plan::estimate_plan;
 
 use crate::api::workload::CostStatus;
 

@@ -61,6 +61,14 @@ pub struct VerdictLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CostLabels {
+    /// `namespace/name` of the SovereignWorkload.
+    pub workload: String,
+    /// `estimated` or `actual`.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabels {
     pub cluster: String,
 }
@@ -75,6 +83,7 @@ pub struct Metrics {
     pub cluster_reachable: Family<ClusterLabels, Gauge>,
     pub residency_compliant: Family<ObjectLabels, Gauge>,
     pub residency_verdict: Family<VerdictLabels, Gauge>,
+    pub migration_cost: Family<CostLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub leader: Gauge,
 }
 
@@ -97,6 +106,13 @@ impl Metrics {
         let workloads = Family::<PhaseLabels, Gauge>::default();
         let cluster_reachable = Family::<ClusterLabels, Gauge>::default();
         let leader = Gauge::default();
+        let migration_cost =
+            Family::<CostLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "migration_cost",
+            "One-time cost of a workload's migration in its report currency (estimated before, actual as it goes)",
+            migration_cost.clone(),
+        );
         let residency_compliant = Family::<ObjectLabels, Gauge>::default();
         let residency_verdict = Family::<VerdictLabels, Gauge>::default();
         registry.register(
@@ -161,6 +177,7 @@ impl Metrics {
             cluster_reachable,
             residency_compliant,
             residency_verdict,
+            migration_cost,
             leader,
         }
     }
@@ -214,6 +231,15 @@ impl Metrics {
                 })
                 .set(i64::from(v == verdict));
         }
+    }
+
+    pub fn set_migration_cost(&self, workload: &str, kind: &str, amount: f64) {
+        self.migration_cost
+            .get_or_create(&CostLabels {
+                workload: workload.to_string(),
+                kind: kind.to_string(),
+            })
+            .set(amount);
     }
 
     /// Forgets a deleted object's residency series.
