@@ -299,14 +299,17 @@ impl Catalog {
             .and_then(|(_, id)| self.provider(id))
     }
 
-    /// Where a provider's region is; zones (`us-east-1a`, `us-central1-b`) are accepted too.
+    /// Where a provider's region is; zones (`us-east-1a`, `us-central1-b`) are accepted too. Labels
+    /// are not consistent in case (OVHcloud shows `BHS5`, its API `bhs5`): matched without it.
     pub fn region(&self, provider: &str, region: &str) -> Option<(&str, &RegionEntry)> {
         let p = self.provider(provider)?;
-        if let Some((k, r)) = p.regions.get_key_value(region) {
-            return Some((k.as_str(), r));
-        }
-        region_of_zone(region)
-            .and_then(|z| p.regions.get_key_value(z).map(|(k, r)| (k.as_str(), r)))
+        let find = |code: &str| {
+            p.regions
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(code))
+                .map(|(k, r)| (k.as_str(), r))
+        };
+        find(region).or_else(|| region_of_zone(region).and_then(find))
     }
 
     /// Finds a region code in any provider when the provider is not known (labels alone).
@@ -314,7 +317,12 @@ impl Catalog {
         self.file
             .providers
             .iter()
-            .filter_map(|p| p.regions.get(region).map(|r| (p, r)))
+            .filter_map(|p| {
+                p.regions
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(region))
+                    .map(|(_, r)| (p, r))
+            })
             .collect()
     }
 
@@ -419,6 +427,12 @@ mod tests {
         );
         assert_eq!(region_of_zone("eastus-2"), Some("eastus"));
         assert_eq!(region_of_zone("bhs5"), None);
+        let c = Catalog::embedded();
+        assert_eq!(
+            c.region("ovhcloud", "BHS5").map(|(k, _)| k),
+            Some("bhs5"),
+            "OVHcloud labels are upper case"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::{SandboxError, SimCluster, seed, write_kubeconfig};
+use super::{SandboxError, SimCluster, demo, seed, write_kubeconfig};
 
 #[derive(clap::Args, Debug)]
 pub struct SandboxArgs {
@@ -23,14 +23,19 @@ pub struct SandboxArgs {
     /// Port of the target cluster (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     pub target_port: u16,
+    /// Exit when the migration ends: 0 when it completed, non-zero with the reason otherwise.
+    #[arg(long)]
+    pub exit_when_done: bool,
+    /// The target: `qc-sovereign` (self-managed on Québec-owned infrastructure, compliant with
+    /// quebec-strict) or `ovh-bhs5` (OVHcloud Beauharnois: in Québec, French-parented, so blocked).
+    #[arg(long, default_value = "qc-sovereign", value_parser = ["qc-sovereign", "ovh-bhs5"])]
+    pub target_profile: String,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxCliError {
-    #[error(
-        "the migration part of the sandbox is not built yet: run `sovereign sandbox --no-migrate` to serve the two clusters only"
-    )]
-    MigrationNotBuilt,
+    #[error("the migration did not complete: {0}")]
+    MigrationStopped(String),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error("cannot write {path}: {source}")]
@@ -43,9 +48,6 @@ pub enum SandboxCliError {
 }
 
 pub fn run(args: &SandboxArgs) -> Result<(), SandboxCliError> {
-    if !args.no_migrate {
-        return Err(SandboxCliError::MigrationNotBuilt);
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,7 +67,11 @@ async fn serve(args: &SandboxArgs) -> Result<(), SandboxCliError> {
         SocketAddr::from(([127, 0, 0, 1], args.target_port)),
     )
     .await?;
-    seed::ovh_bhs5(target.api()).map_err(SandboxError::from)?;
+    if args.target_profile == "ovh-bhs5" {
+        seed::ovh_bhs5(target.api()).map_err(SandboxError::from)?;
+    } else {
+        seed::qc_sovereign(target.api()).map_err(SandboxError::from)?;
+    }
     let path = args
         .kubeconfig
         .clone()
@@ -83,7 +89,12 @@ async fn serve(args: &SandboxArgs) -> Result<(), SandboxCliError> {
     let kc = path.display();
     println!("Sandbox clusters are serving:");
     println!("  source  {}  (EKS, us-east-1)", source.url());
-    println!("  target  {}  (OVHcloud MKS, Beauharnois QC)", target.url());
+    let profile = if args.target_profile == "ovh-bhs5" {
+        "OVHcloud MKS, Beauharnois QC"
+    } else {
+        "self-managed, Québec-owned infrastructure"
+    };
+    println!("  target  {}  ({profile})", target.url());
     println!("Kubeconfig: {kc} (current context: target)\n");
     println!("Explore them with the real kubectl:");
     println!("  export KUBECONFIG={kc}");
@@ -92,8 +103,52 @@ async fn serve(args: &SandboxArgs) -> Result<(), SandboxCliError> {
     println!("  kubectl get storageclass");
     println!("  kubectl api-resources");
     println!("  kubectl apply -f crds/ && kubectl get crd");
+    let mut operator = None;
+    if !args.no_migrate {
+        println!(
+            "\nMigrating SovereignWorkload {}/{} (the operator runs in this process):",
+            demo::WORKLOAD_NAMESPACE,
+            demo::WORKLOAD
+        );
+        demo::seed_application(&source)?;
+        demo::register(&source, &target, &args.target_profile)?;
+        let (outcome, task) = demo::follow(&target).await?;
+        operator = Some(task);
+        let stopped = match outcome {
+            demo::Outcome::Completed => {
+                println!("\nThe migration completed.");
+                None
+            }
+            demo::Outcome::Stopped(reason) => {
+                println!("\nThe migration stopped: {reason}");
+                println!(
+                    "This build plans, checks residency and prices the move; replicating the objects and the volume data, cutover and verification are being built (see the issues)."
+                );
+                Some(reason)
+            }
+        };
+        println!(
+            "  kubectl get sovc,rp && kubectl get sw -A && kubectl describe sw -n {} {}",
+            demo::WORKLOAD_NAMESPACE,
+            demo::WORKLOAD
+        );
+        if args.exit_when_done {
+            if let Some(t) = operator {
+                t.abort();
+            }
+            source.shutdown().await;
+            target.shutdown().await;
+            return match stopped {
+                None => Ok(()),
+                Some(reason) => Err(SandboxCliError::MigrationStopped(reason)),
+            };
+        }
+    }
     println!("\nPress Ctrl-C to stop.");
     wait_for_signal().await;
+    if let Some(t) = operator {
+        t.abort();
+    }
     println!("Stopping.");
     source.shutdown().await;
     target.shutdown().await;

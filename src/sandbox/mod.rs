@@ -11,6 +11,7 @@
 pub mod api;
 pub mod apply;
 pub mod cli;
+pub mod demo;
 pub mod discovery;
 pub mod errors;
 pub mod faults;

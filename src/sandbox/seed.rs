@@ -184,6 +184,45 @@ pub fn ovh_bhs5(c: &Cluster) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A self-managed cluster on Québec-owned infrastructure (kubeadm on the VMs of a Québec provider):
+/// like many such clusters, its nodes show no provider signal, so its SovereignCluster declares
+/// where it is and under whose law.
+pub fn qc_sovereign(c: &Cluster) -> Result<(), ApiError> {
+    for (i, ip) in ["10.20.0.11", "10.20.0.12", "10.20.0.13"]
+        .iter()
+        .enumerate()
+    {
+        let name = format!("qc-worker-0{}", i + 1);
+        let labels = json!({
+            "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name,
+            "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"
+        });
+        let mut n = node(
+            &name,
+            labels,
+            "",
+            ip,
+            &name,
+            "Rocky Linux 9.5 (Blue Onyx)",
+            "5.14.0-503.14.1.el9_5.x86_64",
+            "containerd://1.7.24",
+            "8",
+            "32779340Ki",
+        );
+        if let Some(spec) = n.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.remove("providerID");
+        }
+        c.seed_object(n)?;
+    }
+    c.seed_object(json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "ceph-rbd", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "rbd.csi.ceph.com", "parameters": {"clusterID": "qc-ceph", "pool": "kubernetes"},
+        "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate", "allowVolumeExpansion": true
+    }))?;
+    Ok(())
+}
+
 /// The CSI snapshot CRDs (snapshot.storage.k8s.io/v1), installed as CRDs as on a real cluster.
 pub fn snapshot_crds(c: &Cluster) -> Result<(), ApiError> {
     let open = json!({"type": "object", "properties": {
