@@ -262,15 +262,15 @@ fn summary(s: &crate::api::SovereignWorkloadStatus) {
             r.jurisdiction.as_deref().unwrap_or("?")
         );
     }
-    if let Some(c) = &s.cost {
-        if let Some(e) = &c.estimated {
-            println!(
-                "  cost       {} one-time; monthly {:.2} → {:.2} {}",
-                c.display.as_deref().unwrap_or("-"),
-                e.monthly_before,
-                e.monthly_after,
-                c.currency
-            );
-        }
+    if let Some(c) = &s.cost
+        && let Some(e) = &c.estimated
+    {
+        println!(
+            "  cost       {} one-time; monthly {:.2} → {:.2} {}",
+            c.display.as_deref().unwrap_or("-"),
+            e.monthly_before,
+            e.monthly_after,
+            c.currency
+        );
     }
 }
