@@ -26,6 +26,12 @@ pub fn base(c: &Cluster) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A stable 32-hex identifier derived from a name (machine-id style).
+fn machine_id(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(name.as_bytes())[..16])
+}
+
 #[allow(clippy::too_many_arguments)]
 fn node(
     name: &str,
@@ -53,7 +59,9 @@ fn node(
                 {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": super::meta::now(), "lastTransitionTime": super::meta::now()}
             ],
             "addresses": [{"type": "InternalIP", "address": internal_ip}, {"type": "Hostname", "address": hostname}],
-            "nodeInfo": {"kubeletVersion": "v1.32.0", "kubeProxyVersion": "v1.32.0", "osImage": os_image, "kernelVersion": kernel, "containerRuntimeVersion": runtime, "operatingSystem": "linux", "architecture": "amd64"}
+            // Every NodeSystemInfo field is required by the API schema (clients check it).
+            "nodeInfo": {"machineID": machine_id(name), "systemUUID": machine_id(&format!("uuid-{name}")), "bootID": machine_id(&format!("boot-{name}")),
+                         "kubeletVersion": "v1.32.0", "kubeProxyVersion": "v1.32.0", "osImage": os_image, "kernelVersion": kernel, "containerRuntimeVersion": runtime, "operatingSystem": "linux", "architecture": "amd64"}
         }
     })
 }
