@@ -7,5 +7,6 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod mover;
 pub mod remote;
 pub mod telemetry;

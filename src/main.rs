@@ -11,6 +11,10 @@ fn main() -> ExitCode {
             rt.block_on(sovereign::controller::run(args))
                 .map_err(|e| e.to_string())
         }),
+        Command::Mover(args) => runtime().and_then(|rt| {
+            rt.block_on(sovereign::mover::cli::run(args))
+                .map_err(|e| e.to_string())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

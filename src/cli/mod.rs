@@ -22,4 +22,6 @@ pub enum Command {
     Crd(crd::CrdArgs),
     /// Run the operator.
     Run(crate::controller::RunArgs),
+    /// The data mover: certificates, send and receive.
+    Mover(crate::mover::cli::MoverArgs),
 }
