@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use crate::telemetry::logging::LogFormat;
+
 use super::certs::{self, RECEIVER_NAME, Role};
 use super::error::{MoverError, Result};
 use super::manifest::hex;
@@ -18,6 +20,9 @@ use super::send::{self, SendOptions};
 pub struct MoverArgs {
     #[command(subcommand)]
     pub command: MoverCommand,
+    /// Log format on stderr (stdout carries the sender's progress).
+    #[arg(long, value_enum, default_value_t, global = true)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,6 +74,9 @@ pub struct SendArgs {
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 1.0)]
     pub progress_interval: f64,
+    /// Limit on the bytes sent per second, in MiB/s.
+    #[arg(long)]
+    pub rate_limit_mib: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -93,6 +101,7 @@ pub struct ReceiveArgs {
 }
 
 pub async fn run(args: MoverArgs) -> Result<()> {
+    crate::telemetry::logging::init(args.log_format);
     match args.command {
         MoverCommand::Certs(a) => {
             let set = certs::generate(&a.migration, a.validity_days)?;
@@ -114,6 +123,7 @@ pub async fn run(args: MoverArgs) -> Result<()> {
                 opts.threads = t.max(1);
             }
             opts.progress_interval = Duration::from_secs_f64(a.progress_interval.max(0.05));
+            opts.rate_limit = a.rate_limit_mib.map(|m| (m * 1048576.0) as u64);
             opts.progress = Some(Arc::new(|p: &Progress| {
                 if let Ok(line) = serde_json::to_string(p) {
                     let mut out = std::io::stdout().lock();

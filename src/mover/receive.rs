@@ -485,7 +485,7 @@ async fn run_pass<R: AsyncRead + Unpin>(
         )?;
     }
 
-    let result = read_loop(rd, opts, &shared, &plan_tx, &data_tx, &mut fail_rx, done_rx).await;
+    let result = read_loop(rd, opts, &plan_tx, &data_tx, &mut fail_rx, done_rx).await;
     shared.cancelled.store(true, Ordering::SeqCst);
     plan_tx.close();
     data_tx.close();
@@ -496,7 +496,6 @@ async fn run_pass<R: AsyncRead + Unpin>(
 async fn read_loop<R: AsyncRead + Unpin>(
     rd: &mut R,
     opts: &ReceiveOptions,
-    shared: &Arc<Shared>,
     plan_tx: &Sender<PlanItem>,
     data_tx: &Sender<Message>,
     fail_rx: &mut tokio::sync::mpsc::UnboundedReceiver<MoverError>,
@@ -504,12 +503,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
 ) -> Result<ReceiveReport> {
     let mut current: Option<(Entry, Vec<ChunkRef>)> = None;
     let mut manifest_done = false;
-    let mut reading = true;
     loop {
         let msg = tokio::select! {
-            m = read_message(rd, "receiving the pass"), if reading => {
-                m
-            }
+            m = read_message(rd, "receiving the pass") => m,
             _ = tokio::time::sleep(opts.idle_timeout), if !manifest_done => {
                 return Err(MoverError::Timeout(format!("the sender was silent for {:?}", opts.idle_timeout)));
             }
@@ -581,11 +577,6 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     "unexpected {} from the sender",
                     other.name()
                 )));
-            }
-            Err(MoverError::Closed(_)) if manifest_done && !shared.cancelled() => {
-                // The sender may close its write side once everything is sent; keep waiting
-                // for the committer's verdict.
-                reading = false;
             }
             Err(e) => return Err(e),
         }

@@ -53,6 +53,8 @@ pub struct SendOptions {
     pub progress: Option<ProgressSink>,
     pub progress_interval: Duration,
     pub connect_timeout: Duration,
+    /// Cap on bytes per second written to the connection (to leave room on a shared link).
+    pub rate_limit: Option<u64>,
 }
 
 impl SendOptions {
@@ -70,6 +72,7 @@ impl SendOptions {
             progress: None,
             progress_interval: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(30),
+            rate_limit: None,
         }
     }
 }
@@ -479,8 +482,21 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
     let (need_tx, need_rx) = async_channel::unbounded::<NeedJob>();
 
     let writer_stats = shared.clone();
+    let rate_limit = opts.rate_limit.filter(|r| *r > 0);
     let writer = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut written = 0u64;
         while let Ok(frame) = out_rx.recv().await {
+            if let Some(rate) = rate_limit {
+                written += frame.len() as u64;
+                let due = Duration::from_secs_f64(written as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    wr.flush()
+                        .await
+                        .map_err(|e| MoverError::io("sending to the receiver", e))?;
+                    tokio::time::sleep(wait).await;
+                }
+            }
             wr.write_all(&frame)
                 .await
                 .map_err(|e| MoverError::io("sending to the receiver", e))?;
@@ -539,10 +555,36 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
     };
     let mut last_emit = Instant::now();
     let (mut files_done, mut bytes_done) = (0u64, 0u64);
+    // Frames are read in their own task: `read_message` is not cancel-safe, and the loop
+    // below also wakes up for the progress timer.
+    let (msg_tx, mut msg_rx) = tokio::sync::mpsc::channel::<Result<Message>>(64);
+    let reader = tokio::spawn(async move {
+        loop {
+            let m = read_message(&mut rd, "transferring").await;
+            let stop = m.is_err();
+            if msg_tx.send(m).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    let mut ticker = tokio::time::interval(opts.progress_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result: Result<(Hash, u64)> = loop {
         let msg = tokio::select! {
-            m = read_message(&mut rd, "transferring") => m,
+            m = msg_rx.recv() => m.unwrap_or_else(|| Err(MoverError::Closed("transferring".into()))),
             Some(e) = fail_rx.recv() => Err(e),
+            _ = ticker.tick() => {
+                // Also on a timer: a large file commits only at its end.
+                if last_emit.elapsed() >= opts.progress_interval {
+                    last_emit = Instant::now();
+                    emit(&tracker.event(
+                        files_done,
+                        bytes_done,
+                        shared.stats.wire_bytes.load(Ordering::Relaxed),
+                    ));
+                }
+                continue;
+            }
         };
         match msg {
             Ok(Message::Need(need)) => {
@@ -604,19 +646,15 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
             // Prefer the receiver's reason if it sent one just before closing.
             let e = match e {
                 MoverError::Closed(_) | MoverError::Io { .. } => {
-                    match tokio::time::timeout(
-                        Duration::from_secs(2),
-                        read_message(&mut rd, "aborting"),
-                    )
-                    .await
-                    {
-                        Ok(Ok(Message::Abort(a))) => MoverError::PeerAborted(a.reason),
+                    match tokio::time::timeout(Duration::from_secs(2), msg_rx.recv()).await {
+                        Ok(Some(Ok(Message::Abort(a)))) => MoverError::PeerAborted(a.reason),
                         _ => e,
                     }
                 }
                 e => e,
             };
             writer.abort();
+            reader.abort();
             return Err(e);
         }
     };
@@ -628,6 +666,7 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
     for t in threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
+    reader.abort();
     if let Ok(Ok(mut wr)) = writer.await {
         let _ = wr.shutdown().await;
     }
