@@ -296,8 +296,9 @@ struct Shared {
 
 impl Shared {
     fn fail(&self, e: MoverError) {
-        self.cancelled.store(true, Ordering::SeqCst);
+        // The cause first: whoever notices the cancellation then finds it waiting.
         let _ = self.failures.send(e);
+        self.cancelled.store(true, Ordering::SeqCst);
     }
     fn cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
@@ -390,6 +391,15 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let result = run_pass(&mut rd, opts, hello.owner, pass, out_tx.clone()).await;
     match result {
         Ok(report) => {
+            // Only now: once the sender has this it may hang up, and that must not race
+            // with the verdict.
+            let frame = protocol::encode(&Message::PassResult(PassResult {
+                root_hash: report.root_hash,
+                entries: report.entries,
+            }));
+            if let Ok(frame) = frame {
+                let _ = out_tx.send(frame).await;
+            }
             out_tx.close();
             let _ = tokio::time::timeout(Duration::from_secs(30), writer).await;
             Ok(report)
@@ -486,6 +496,14 @@ async fn run_pass<R: AsyncRead + Unpin>(
     }
 
     let result = read_loop(rd, opts, &plan_tx, &data_tx, &mut fail_rx, done_rx).await;
+    // Report the cause, not the cancellation it triggered in another thread.
+    let result = match result {
+        Err(MoverError::Cancelled(_)) => match fail_rx.try_recv() {
+            Ok(cause) => Err(cause),
+            Err(_) => result,
+        },
+        r => r,
+    };
     shared.cancelled.store(true, Ordering::SeqCst);
     plan_tx.close();
     data_tx.close();
@@ -1294,10 +1312,6 @@ fn committer(
     let mut f = s.staging.create(LAST_PASS)?;
     std::io::Write::write_all(&mut f, record.to_string().as_bytes())
         .ctx(|| "writing the pass record")?;
-    s.send(&Message::PassResult(PassResult {
-        root_hash,
-        entries: c.committed,
-    }))?;
     Ok(ReceiveReport {
         pass,
         root_hash,

@@ -115,9 +115,9 @@ struct Shared {
 
 impl Shared {
     fn fail(&self, e: MoverError) {
+        let _ = self.failures.send(e);
         self.cancelled.store(true, Ordering::SeqCst);
         self.committed_cond.notify_all();
-        let _ = self.failures.send(e);
     }
 
     fn cancelled(&self) -> bool {
