@@ -9,6 +9,7 @@ pub mod cli;
 pub mod controller;
 pub mod cost;
 pub mod migrate;
+pub mod mover;
 pub mod remote;
 pub mod residency;
 #[cfg(feature = "sandbox")]

@@ -26,6 +26,10 @@ fn main() -> ExitCode {
         }),
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sovereign::sandbox::cli::run(&args).map_err(|e| e.to_string()),
+        Command::Mover(args) => runtime().and_then(|rt| {
+            rt.block_on(sovereign::mover::cli::run(args))
+                .map_err(|e| e.to_string())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

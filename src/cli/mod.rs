@@ -31,4 +31,6 @@ pub enum Command {
     /// Serve simulated clusters (source and target) on loopback for kubectl and the operator.
     #[cfg(feature = "sandbox")]
     Sandbox(crate::sandbox::cli::SandboxArgs),
+    /// The data mover: certificates, send and receive.
+    Mover(crate::mover::cli::MoverArgs),
 }

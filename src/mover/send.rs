@@ -1,0 +1,697 @@
+//! The sender: walks the source tree, streams the manifest, and sends the chunks the receiver
+//! says it lacks.
+//!
+//! Pipeline (every queue bounded, so memory does not grow with the tree):
+//! walker thread → hashing pool (FastCDC + BLAKE3, one file per worker) → assembler thread
+//! (restores walk order, feeds the root hash, emits `Entry`/`Chunks` frames, respects the
+//! in-flight window) → TLS writer task. In the other direction the reader task turns `Need`
+//! answers into jobs for the sending pool (read, zstd when it pays, frame) which feeds the same
+//! writer. Reading, hashing, compressing, encrypting and (on the receiver) writing overlap.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tracing::{debug, info, warn};
+
+use super::certs::{RECEIVER_NAME, TlsMaterial};
+use super::chunk::{FileDigest, digest};
+use super::error::{IoContext, MoverError, Result};
+use super::manifest::{HardlinkTracker, RootHasher, entry_from_meta, hex, kind_of};
+use super::progress::{Progress, ProgressSink, Tracker};
+use super::protocol::{
+    self, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, CHUNKS_PER_FRAME, ChunkRef, Chunks, DataHeader, Entry,
+    Hash, Hello, Kind, ManifestEnd, Message, VERSION, read_message, write_message,
+};
+use super::tls;
+use super::walk::{Walker, abs};
+
+#[derive(Clone)]
+pub struct SendOptions {
+    pub root: PathBuf,
+    /// `host:port` of the receiver.
+    pub to: String,
+    /// The name the receiver's certificate must carry.
+    pub server_name: String,
+    pub tls: TlsMaterial,
+    pub pass: u64,
+    /// Preserve and verify uid/gid.
+    pub owner: bool,
+    /// zstd level for chunks that compress; 0 never compresses.
+    pub compress_level: i32,
+    /// Entries sent but not yet committed by the receiver.
+    pub window: u64,
+    pub threads: usize,
+    pub progress: Option<ProgressSink>,
+    pub progress_interval: Duration,
+    pub connect_timeout: Duration,
+    /// Cap on bytes per second written to the connection (to leave room on a shared link).
+    pub rate_limit: Option<u64>,
+}
+
+impl SendOptions {
+    pub fn new(root: PathBuf, to: String, tls: TlsMaterial) -> Self {
+        SendOptions {
+            root,
+            to,
+            server_name: RECEIVER_NAME.to_string(),
+            tls,
+            pass: 1,
+            owner: true,
+            compress_level: 1,
+            window: 512,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            progress: None,
+            progress_interval: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(30),
+            rate_limit: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendReport {
+    pub root_hash: Hash,
+    pub entries: u64,
+    pub files: u64,
+    pub bytes: u64,
+    /// Bytes written to the TLS stream.
+    pub wire_bytes: u64,
+    /// Chunks and their uncompressed bytes actually sent.
+    pub chunks_sent: u64,
+    pub chunk_bytes_sent: u64,
+    pub elapsed_seconds: f64,
+}
+
+struct SendFile {
+    path: PathBuf,
+    chunks: Vec<ChunkRef>,
+    offsets: Vec<u64>,
+}
+
+#[derive(Default)]
+struct Stats {
+    wire_bytes: AtomicU64,
+    chunks_sent: AtomicU64,
+    chunk_bytes_sent: AtomicU64,
+}
+
+struct Shared {
+    files: Mutex<HashMap<u64, Arc<SendFile>>>,
+    committed: Mutex<u64>,
+    committed_cond: Condvar,
+    cancelled: AtomicBool,
+    stats: Stats,
+    failures: tokio::sync::mpsc::UnboundedSender<MoverError>,
+}
+
+impl Shared {
+    fn fail(&self, e: MoverError) {
+        let _ = self.failures.send(e);
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.committed_cond.notify_all();
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts files and bytes up front (metadata only) so progress has totals and an ETA.
+fn prescan(root: &Path) -> Result<(u64, u64)> {
+    let mut walker = Walker::new(root);
+    let (mut files, mut bytes) = (0, 0);
+    let mut links = HardlinkTracker::default();
+    while let Some(e) = walker.next_entry()? {
+        if e.meta.is_file() && links.check(&e.path, &e.meta).is_none() {
+            files += 1;
+            bytes += e.meta.len();
+        }
+    }
+    Ok((files, bytes))
+}
+
+enum Ordered {
+    Ready(Entry),
+    Hashing(Entry, Receiver<Result<FileDigest>>),
+}
+
+struct HashJob {
+    path: PathBuf,
+    reply: Sender<Result<FileDigest>>,
+}
+
+fn walker_thread(
+    root: PathBuf,
+    hash_jobs: Sender<HashJob>,
+    ordered: Sender<Ordered>,
+    shared: Arc<Shared>,
+) -> Result<()> {
+    let mut walker = Walker::new(&root);
+    let mut links = HardlinkTracker::default();
+    while let Some(w) = walker.next_entry()? {
+        if shared.cancelled() {
+            return Ok(());
+        }
+        let Some(kind) = kind_of(&w.meta) else {
+            warn!(path = %String::from_utf8_lossy(&w.path), "skipping a special file (device, FIFO or socket)");
+            continue;
+        };
+        let hardlink = links.check(&w.path, &w.meta);
+        let mut entry = entry_from_meta(w.path, kind, &w.meta);
+        let item = match kind {
+            Kind::Symlink => {
+                let path = abs(&root, &entry.path);
+                let target =
+                    std::fs::read_link(&path).ctx(|| format!("reading {}", path.display()))?;
+                entry.target =
+                    Some(std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()).to_vec());
+                Ordered::Ready(entry)
+            }
+            Kind::File if hardlink.is_some() => {
+                entry.hardlink = hardlink;
+                Ordered::Ready(entry)
+            }
+            Kind::File => {
+                let (reply, rx) = async_channel::bounded(1);
+                let path = abs(&root, &entry.path);
+                if hash_jobs.send_blocking(HashJob { path, reply }).is_err() {
+                    return Ok(());
+                }
+                Ordered::Hashing(entry, rx)
+            }
+            Kind::Dir => Ordered::Ready(entry),
+        };
+        if ordered.send_blocking(item).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn hash_worker(jobs: Receiver<HashJob>) {
+    let mut buf = Vec::new();
+    while let Ok(job) = jobs.recv_blocking() {
+        let result = File::open(&job.path)
+            .and_then(|f| digest(f, &mut buf))
+            .ctx(|| format!("reading {}", job.path.display()));
+        let _ = job.reply.send_blocking(result);
+    }
+}
+
+fn assembler_thread(
+    root: PathBuf,
+    ordered: Receiver<Ordered>,
+    out: Sender<Vec<u8>>,
+    shared: Arc<Shared>,
+    owner: bool,
+    window: u64,
+) -> Result<Hash> {
+    let mut root_hasher = RootHasher::new(owner);
+    let mut id = 0u64;
+    while let Ok(item) = ordered.recv_blocking() {
+        let (mut entry, digest) = match item {
+            Ordered::Ready(e) => (e, None),
+            Ordered::Hashing(e, rx) => {
+                let d = rx
+                    .recv_blocking()
+                    .map_err(|_| MoverError::Cancelled("hashing stopped".into()))??;
+                (e, Some(d))
+            }
+        };
+        entry.id = id;
+        if let Some(d) = &digest {
+            // What was read is what is sent: if the file grew or shrank since `lstat`, the
+            // chunks are the truth (a snapshot avoids this; `Quiesce` mode repeats the pass).
+            entry.size = d.size;
+            entry.file_hash = d.file_hash;
+            entry.chunk_count = d.chunks.len() as u64;
+        }
+        root_hasher.add(&entry);
+
+        // Wait for room in the window: the receiver sizes its queues for it, and it bounds
+        // what both sides hold for files in flight.
+        {
+            let mut committed = shared
+                .committed
+                .lock()
+                .map_err(|_| MoverError::Cancelled("lock poisoned".into()))?;
+            while id >= *committed + window {
+                if shared.cancelled() {
+                    return Err(MoverError::Cancelled("window wait".into()));
+                }
+                committed = shared
+                    .committed_cond
+                    .wait_timeout(committed, Duration::from_millis(200))
+                    .map_err(|_| MoverError::Cancelled("lock poisoned".into()))?
+                    .0;
+            }
+        }
+
+        let chunks = digest.map(|d| d.chunks).unwrap_or_default();
+        if entry.kind == Kind::File && entry.hardlink.is_none() {
+            let mut offsets = Vec::with_capacity(chunks.len());
+            let mut off = 0u64;
+            for c in &chunks {
+                offsets.push(off);
+                off += u64::from(c.len);
+            }
+            let file = Arc::new(SendFile {
+                path: abs(&root, &entry.path),
+                chunks: chunks.clone(),
+                offsets,
+            });
+            if let Ok(mut files) = shared.files.lock() {
+                files.insert(id, file);
+            }
+        }
+        let frame = protocol::encode(&Message::Entry(entry))?;
+        if out.send_blocking(frame).is_err() {
+            return Err(MoverError::Cancelled("connection closed".into()));
+        }
+        for (n, batch) in chunks.chunks(CHUNKS_PER_FRAME).enumerate() {
+            let frame = protocol::encode(&Message::Chunks(Chunks {
+                id,
+                first: (n * CHUNKS_PER_FRAME) as u64,
+                chunks: batch.to_vec(),
+            }))?;
+            if out.send_blocking(frame).is_err() {
+                return Err(MoverError::Cancelled("connection closed".into()));
+            }
+        }
+        id += 1;
+    }
+    if shared.cancelled() {
+        return Err(MoverError::Cancelled("manifest".into()));
+    }
+    let root_hash = root_hasher.finish();
+    let frame = protocol::encode(&Message::ManifestEnd(ManifestEnd {
+        entries: id,
+        root_hash,
+    }))?;
+    out.send_blocking(frame)
+        .map_err(|_| MoverError::Cancelled("connection closed".into()))?;
+    Ok(root_hash)
+}
+
+struct NeedJob {
+    id: u64,
+    file: Arc<SendFile>,
+    ranges: Vec<(u64, u64)>,
+}
+
+/// Compresses only when it pays: a 4 KiB probe from the middle must shrink by 10% before the
+/// whole chunk is tried, and the result is kept only if at least 5% smaller. Incompressible
+/// data (media, encrypted, already compressed) thus costs one tiny probe, not a full attempt.
+fn compress_if_it_pays(
+    compressor: &mut Option<zstd::bulk::Compressor<'static>>,
+    data: &[u8],
+) -> Option<Vec<u8>> {
+    let c = compressor.as_mut()?;
+    if data.len() < 1024 {
+        return None;
+    }
+    if data.len() > 16 << 10 {
+        let mid = data.len() / 2 - 2048;
+        let probe = c.compress(&data[mid..mid + 4096]).ok()?;
+        if probe.len() * 10 > 4096 * 9 {
+            return None;
+        }
+    }
+    let out = c.compress(data).ok()?;
+    (out.len() * 100 < data.len() * 95).then_some(out)
+}
+
+fn send_worker(
+    jobs: Receiver<NeedJob>,
+    out: Sender<Vec<u8>>,
+    shared: Arc<Shared>,
+    level: i32,
+) -> Result<()> {
+    let mut compressor = if level != 0 {
+        Some(zstd::bulk::Compressor::new(level).ctx(|| "creating the zstd compressor")?)
+    } else {
+        None
+    };
+    let mut raw = Vec::with_capacity(CHUNK_MAX);
+    while let Ok(job) = jobs.recv_blocking() {
+        let f = &job.file;
+        let file = File::open(&f.path).ctx(|| format!("opening {}", f.path.display()))?;
+        for &(start, count) in &job.ranges {
+            for index in start..start + count {
+                if shared.cancelled() {
+                    return Ok(());
+                }
+                let i = index as usize;
+                let (Some(c), Some(&off)) = (f.chunks.get(i), f.offsets.get(i)) else {
+                    return Err(MoverError::Protocol(format!(
+                        "the receiver asked for chunk {index} of {}, which has {} chunks",
+                        f.path.display(),
+                        f.chunks.len()
+                    )));
+                };
+                raw.resize(c.len as usize, 0);
+                file.read_exact_at(&mut raw, off).ctx(|| {
+                    format!(
+                        "reading {} (did it shrink during the pass?)",
+                        f.path.display()
+                    )
+                })?;
+                let compressed = compress_if_it_pays(&mut compressor, &raw);
+                let header = DataHeader {
+                    id: job.id,
+                    index,
+                    compressed: compressed.is_some(),
+                };
+                let frame = protocol::encode_data(&header, compressed.as_deref().unwrap_or(&raw))?;
+                shared.stats.chunks_sent.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .stats
+                    .chunk_bytes_sent
+                    .fetch_add(u64::from(c.len), Ordering::Relaxed);
+                if out.send_blocking(frame).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn spawn<T: Send + 'static>(
+    name: &str,
+    shared: &Arc<Shared>,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<std::thread::JoinHandle<Option<T>>> {
+    let shared = shared.clone();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || match f() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                shared.fail(e);
+                None
+            }
+        })
+        .ctx(|| format!("starting the {name} thread"))
+}
+
+/// Runs one pass: returns when the receiver reports the same root hash, or with the reason.
+pub async fn send(opts: SendOptions) -> Result<SendReport> {
+    let started = Instant::now();
+    let root = opts.root.clone();
+    let (files_total, bytes_total) = tokio::task::spawn_blocking(move || prescan(&root))
+        .await
+        .map_err(|e| MoverError::Cancelled(e.to_string()))??;
+    let tracker = Tracker::new(opts.pass, files_total, bytes_total);
+    info!(files_total, bytes_total, to = %opts.to, pass = opts.pass, "starting pass");
+
+    let config = tls::client_config(&opts.tls)?;
+    let tcp = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(&opts.to))
+        .await
+        .map_err(|_| MoverError::Timeout(format!("connecting to {}", opts.to)))?
+        .map_err(|e| MoverError::io(format!("connecting to {}", opts.to), e))?;
+    let _ = tcp.set_nodelay(true);
+    let stream = tokio::time::timeout(
+        opts.connect_timeout,
+        TlsConnector::from(config).connect(tls::server_name(&opts.server_name)?, tcp),
+    )
+    .await
+    .map_err(|_| MoverError::Timeout(format!("TLS handshake with {}", opts.to)))?
+    .map_err(|e| MoverError::Tls(format!("handshake with {} failed: {e}", opts.to)))?;
+    let (mut rd, wr) = tokio::io::split(stream);
+    let mut wr = BufWriter::with_capacity(256 << 10, wr);
+
+    write_message(
+        &mut wr,
+        &Message::Hello(Hello {
+            version: VERSION,
+            pass: opts.pass,
+            owner: opts.owner,
+            chunk_min: CHUNK_MIN as u32,
+            chunk_avg: CHUNK_AVG as u32,
+            chunk_max: CHUNK_MAX as u32,
+        }),
+    )
+    .await?;
+    // With TLS 1.3 the receiver judges our certificate after our side of the handshake is done,
+    // so a refusal shows up here, as an alert on the first read.
+    match read_message(&mut rd, "waiting for the receiver's welcome").await {
+        Ok(Message::Welcome(w)) if w.version == VERSION => {}
+        Ok(Message::Welcome(w)) => {
+            return Err(MoverError::Protocol(format!(
+                "the receiver speaks protocol version {}, we speak {VERSION}",
+                w.version
+            )));
+        }
+        Ok(Message::Abort(a)) => return Err(MoverError::PeerAborted(a.reason)),
+        Ok(other) => {
+            return Err(MoverError::Protocol(format!(
+                "expected Welcome, got {}",
+                other.name()
+            )));
+        }
+        Err(MoverError::Io { source, .. }) => {
+            return Err(MoverError::Tls(format!(
+                "the receiver refused the connection: {source}"
+            )));
+        }
+        Err(e) => return Err(e),
+    }
+
+    let (fail_tx, mut fail_rx) = tokio::sync::mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        files: Mutex::new(HashMap::new()),
+        committed: Mutex::new(0),
+        committed_cond: Condvar::new(),
+        cancelled: AtomicBool::new(false),
+        stats: Stats::default(),
+        failures: fail_tx,
+    });
+    let (out_tx, out_rx) = async_channel::bounded::<Vec<u8>>(64);
+    let (hash_tx, hash_rx) = async_channel::bounded::<HashJob>(opts.threads * 2);
+    let (ord_tx, ord_rx) = async_channel::bounded::<Ordered>(256);
+    let (need_tx, need_rx) = async_channel::unbounded::<NeedJob>();
+
+    let writer_stats = shared.clone();
+    let rate_limit = opts.rate_limit.filter(|r| *r > 0);
+    let writer = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut written = 0u64;
+        while let Ok(frame) = out_rx.recv().await {
+            if let Some(rate) = rate_limit {
+                written += frame.len() as u64;
+                let due = Duration::from_secs_f64(written as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    wr.flush()
+                        .await
+                        .map_err(|e| MoverError::io("sending to the receiver", e))?;
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            wr.write_all(&frame)
+                .await
+                .map_err(|e| MoverError::io("sending to the receiver", e))?;
+            writer_stats
+                .stats
+                .wire_bytes
+                .fetch_add(frame.len() as u64, Ordering::Relaxed);
+            if out_rx.is_empty() {
+                wr.flush()
+                    .await
+                    .map_err(|e| MoverError::io("sending to the receiver", e))?;
+            }
+        }
+        wr.flush()
+            .await
+            .map_err(|e| MoverError::io("sending to the receiver", e))?;
+        Ok::<_, MoverError>(wr)
+    });
+
+    let mut threads = Vec::new();
+    {
+        let (root, s) = (opts.root.clone(), shared.clone());
+        threads.push(spawn("mover-walk", &shared, move || {
+            walker_thread(root, hash_tx, ord_tx, s)
+        })?);
+    }
+    for n in 0..opts.threads.max(1) {
+        let jobs = hash_rx.clone();
+        threads.push(spawn(&format!("mover-hash-{n}"), &shared, move || {
+            hash_worker(jobs);
+            Ok(())
+        })?);
+    }
+    drop(hash_rx);
+    let assembler = {
+        let (root, out, s) = (opts.root.clone(), out_tx.clone(), shared.clone());
+        let (owner, window) = (opts.owner, opts.window.max(1));
+        spawn("mover-manifest", &shared, move || {
+            assembler_thread(root, ord_rx, out, s, owner, window)
+        })?
+    };
+    for n in 0..opts.threads.max(1) {
+        let (jobs, out, s) = (need_rx.clone(), out_tx.clone(), shared.clone());
+        let level = opts.compress_level;
+        threads.push(spawn(&format!("mover-send-{n}"), &shared, move || {
+            send_worker(jobs, out, s, level)
+        })?);
+    }
+    drop(need_rx);
+    drop(out_tx);
+
+    let emit = |p: &Progress| {
+        if let Some(sink) = &opts.progress {
+            sink(p);
+        }
+    };
+    let mut last_emit = Instant::now();
+    let (mut files_done, mut bytes_done) = (0u64, 0u64);
+    // Frames are read in their own task: `read_message` is not cancel-safe, and the loop
+    // below also wakes up for the progress timer.
+    let (msg_tx, mut msg_rx) = tokio::sync::mpsc::channel::<Result<Message>>(64);
+    let reader = tokio::spawn(async move {
+        loop {
+            let m = read_message(&mut rd, "transferring").await;
+            let stop = m.is_err();
+            if msg_tx.send(m).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    let mut ticker = tokio::time::interval(opts.progress_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result: Result<(Hash, u64)> = loop {
+        let msg = tokio::select! {
+            m = msg_rx.recv() => m.unwrap_or_else(|| Err(MoverError::Closed("transferring".into()))),
+            Some(e) = fail_rx.recv() => Err(e),
+            _ = ticker.tick() => {
+                // Also on a timer: a large file commits only at its end.
+                if last_emit.elapsed() >= opts.progress_interval {
+                    last_emit = Instant::now();
+                    emit(&tracker.event(
+                        files_done,
+                        bytes_done,
+                        shared.stats.wire_bytes.load(Ordering::Relaxed),
+                    ));
+                }
+                continue;
+            }
+        };
+        match msg {
+            Ok(Message::Need(need)) => {
+                let file = shared
+                    .files
+                    .lock()
+                    .ok()
+                    .and_then(|mut f| f.remove(&need.id));
+                let Some(file) = file else {
+                    break Err(MoverError::Protocol(format!(
+                        "the receiver answered for entry {} which is not a file in flight",
+                        need.id
+                    )));
+                };
+                if !need.ranges.is_empty() {
+                    let _ = need_tx
+                        .send(NeedJob {
+                            id: need.id,
+                            file,
+                            ranges: need.ranges,
+                        })
+                        .await;
+                }
+            }
+            Ok(Message::Committed(c)) => {
+                if let Ok(mut committed) = shared.committed.lock() {
+                    *committed = c.through;
+                }
+                shared.committed_cond.notify_all();
+                files_done = c.files;
+                bytes_done = c.bytes;
+                if last_emit.elapsed() >= opts.progress_interval {
+                    last_emit = Instant::now();
+                    emit(&tracker.event(
+                        files_done,
+                        bytes_done,
+                        shared.stats.wire_bytes.load(Ordering::Relaxed),
+                    ));
+                }
+            }
+            Ok(Message::PassResult(r)) => break Ok((r.root_hash, r.entries)),
+            Ok(Message::Abort(a)) => break Err(MoverError::PeerAborted(a.reason)),
+            Ok(other) => {
+                break Err(MoverError::Protocol(format!(
+                    "unexpected {} from the receiver",
+                    other.name()
+                )));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    need_tx.close();
+
+    let (receiver_hash, entries) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            shared.cancelled.store(true, Ordering::SeqCst);
+            shared.committed_cond.notify_all();
+            // Prefer the receiver's reason if it sent one just before closing.
+            let e = match e {
+                MoverError::Closed(_) | MoverError::Io { .. } => {
+                    match tokio::time::timeout(Duration::from_secs(2), msg_rx.recv()).await {
+                        Ok(Some(Ok(Message::Abort(a)))) => MoverError::PeerAborted(a.reason),
+                        _ => e,
+                    }
+                }
+                e => e,
+            };
+            writer.abort();
+            reader.abort();
+            return Err(e);
+        }
+    };
+    let sender_hash = tokio::task::spawn_blocking(move || assembler.join())
+        .await
+        .map_err(|e| MoverError::Cancelled(e.to_string()))?
+        .map_err(|_| MoverError::Cancelled("manifest thread panicked".into()))?
+        .ok_or_else(|| MoverError::Cancelled("manifest thread failed".into()))?;
+    for t in threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    reader.abort();
+    if let Ok(Ok(mut wr)) = writer.await {
+        let _ = wr.shutdown().await;
+    }
+    if sender_hash != receiver_hash {
+        return Err(MoverError::RootHashMismatch {
+            sender: hex(&sender_hash),
+            receiver: hex(&receiver_hash),
+        });
+    }
+    let report = SendReport {
+        root_hash: sender_hash,
+        entries,
+        files: files_done,
+        bytes: bytes_done,
+        wire_bytes: shared.stats.wire_bytes.load(Ordering::Relaxed),
+        chunks_sent: shared.stats.chunks_sent.load(Ordering::Relaxed),
+        chunk_bytes_sent: shared.stats.chunk_bytes_sent.load(Ordering::Relaxed),
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+    };
+    let mut done = tracker.event(files_total, bytes_total, report.wire_bytes);
+    done.event = "verified";
+    done.files_done = files_done;
+    done.bytes_done = bytes_done;
+    done.root_hash = Some(hex(&sender_hash));
+    emit(&done);
+    debug!(?report, "pass verified");
+    Ok(report)
+}
