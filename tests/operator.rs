@@ -233,6 +233,20 @@ async fn clusters_are_probed_and_bad_kubeconfigs_get_specific_reasons() {
         "the kubeconfig's token leaked into Events or status"
     );
 
+    // The same Events are served as core/v1 Events, where `kubectl describe` looks for them.
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::all(client.clone());
+    let mirrored = core
+        .list(&ListParams::default())
+        .await
+        .expect("core events");
+    assert!(
+        mirrored
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Reachable")
+                && e.involved_object.name.as_deref() == Some("aws-us-east-1")),
+        "no core/v1 Event for the probe"
+    );
     // An unreachable cluster flips Ready with reason, keeping the evidence.
     source.shutdown().await;
     clusters

@@ -13,7 +13,10 @@ fn sandbox(extra: &[&str]) -> (i32, String, String) {
         .env("RUST_LOG", "error")
         .output()
         .expect("run sovereign sandbox");
-    assert!(dir.path().join("kubeconfig").is_file(), "the kubeconfig is written");
+    assert!(
+        dir.path().join("kubeconfig").is_file(),
+        "the kubeconfig is written"
+    );
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -25,18 +28,33 @@ fn sandbox(extra: &[&str]) -> (i32, String, String) {
 fn the_sandbox_migration_goes_as_far_as_this_build_and_says_so() {
     let (code, out, err) = sandbox(&[]);
     // Planned, compliant, priced, approved (Automatic); replication is the next issue.
-    assert!(out.contains("residency  Compliant (location CA-QC, jurisdiction CA)"), "{out}");
+    assert!(
+        out.contains("residency  Compliant (location CA-QC, jurisdiction CA)"),
+        "{out}"
+    );
     assert!(out.contains("CAD (est.)"), "{out}");
     assert!(out.contains("16 objects, 2 volumes"), "{out}");
-    assert!(out.contains("rewrite-images") && out.contains("drop-cloud-identity"), "{out}");
-    assert_ne!(code, 0, "the migration did not complete, so the exit code says so");
-    assert!(err.contains("replication and cutover are not part of this build yet"), "{err}");
+    assert!(
+        out.contains("rewrite-images") && out.contains("drop-cloud-identity"),
+        "{out}"
+    );
+    assert_ne!(
+        code, 0,
+        "the migration did not complete, so the exit code says so"
+    );
+    assert!(
+        err.contains("replication and cutover are not part of this build yet"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_french_parented_target_is_blocked_before_anything_moves() {
     let (code, out, err) = sandbox(&["--target-profile", "ovh-bhs5"]);
     assert_ne!(code, 0);
-    assert!(out.contains("residency  NonCompliant (location CA-QC, jurisdiction FR)"), "{out}");
+    assert!(
+        out.contains("residency  NonCompliant (location CA-QC, jurisdiction FR)"),
+        "{out}"
+    );
     assert!(err.contains("ResidencyBlocked"), "{err}");
 }

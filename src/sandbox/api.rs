@@ -844,6 +844,13 @@ impl Cluster {
             res.group == "apiextensions.k8s.io" && res.plural == "customresourcedefinitions";
         match written {
             Written::Created(o) | Written::Updated(o) => {
+                // One Event, two APIs: the apiserver serves events.k8s.io/v1 Events as core/v1
+                // Events too (that is where `kubectl describe` looks). Mirrored on each write.
+                if res.group == "events.k8s.io"
+                    && let Err(e) = self.seed_object(core_event(o))
+                {
+                    tracing::warn!(event = meta::name(o), error = %e, "cannot mirror an events.k8s.io Event as a core Event");
+                }
                 if is_crd
                     && !meta::is_deleting(o)
                     && let Err(e) = self.registry.register_crd(o)
@@ -871,6 +878,49 @@ impl Cluster {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 2)
     }
+}
+
+/// The core/v1 view of an events.k8s.io/v1 Event (field mapping of the upstream conversion).
+fn core_event(e: &Value) -> Value {
+    let mut meta = e["metadata"].clone();
+    if let Some(m) = meta.as_object_mut() {
+        for k in ["uid", "resourceVersion", "managedFields", "generation"] {
+            m.remove(k);
+        }
+    }
+    let event_time = e["eventTime"].clone();
+    let first = if e["deprecatedFirstTimestamp"].is_null() {
+        event_time.clone()
+    } else {
+        e["deprecatedFirstTimestamp"].clone()
+    };
+    let last = [
+        &e["series"]["lastObservedTime"],
+        &e["deprecatedLastTimestamp"],
+        &event_time,
+    ]
+    .into_iter()
+    .find(|v| !v.is_null())
+    .cloned()
+    .unwrap_or(Value::Null);
+    let count = e["series"]["count"]
+        .as_i64()
+        .or_else(|| e["deprecatedCount"].as_i64())
+        .unwrap_or(1);
+    let component = e["reportingController"].clone();
+    let mut out = json!({
+        "apiVersion": "v1", "kind": "Event", "metadata": meta,
+        "involvedObject": e["regarding"], "related": e["related"],
+        "reason": e["reason"], "message": e["note"], "type": e["type"], "action": e["action"],
+        "reportingComponent": component, "reportingInstance": e["reportingInstance"],
+        "source": {"component": component, "host": e["deprecatedSource"]["host"]},
+        "firstTimestamp": first, "lastTimestamp": last, "count": count, "eventTime": event_time,
+        "series": e["series"],
+    });
+    if let Some(m) = out.as_object_mut() {
+        m.retain(|_, v| !v.is_null());
+    }
+    out
 }
 
 fn push_unique(v: &mut Vec<String>, s: &str) {
