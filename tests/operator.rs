@@ -286,7 +286,7 @@ async fn workloads_report_their_references_and_governance() {
     let w: SovereignWorkload = serde_json::from_value(json!({
         "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
         "metadata": {"name": "dossier", "namespace": "migrations"},
-        "spec": {"source": {"cluster": "src", "namespace": "sante"}, "target": {"cluster": "dst"}}
+        "spec": {"source": {"cluster": "src", "namespace": "sante"}, "target": {"cluster": "dst", "namespace": "sante-qc"}}
     }))
     .expect("workload");
     workloads
@@ -412,7 +412,42 @@ async fn workloads_report_their_references_and_governance() {
         Some(("False".into(), "StalePlanHash".into()))
     );
     approve(plan.hash.clone()).await;
-    let w = reason_is("ReplicationUnavailable").await;
+    let w = reason_is("DataReplicationUnavailable").await;
+    // The objects are in the target namespace, the Deployment stopped with its count kept.
+    let replicated: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "sante-qc");
+    let d = replicated
+        .get("dossier-api")
+        .await
+        .expect("replicated deployment");
+    assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(0));
+    let ann = d.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        ann.get("sovereign.dev/replicas").map(String::as_str),
+        Some("2")
+    );
+    assert!(ann.contains_key("sovereign.dev/source-uid"));
+    let source_d = deployments
+        .get("dossier-api")
+        .await
+        .expect("source deployment");
+    assert_eq!(
+        source_d.spec.as_ref().and_then(|s| s.replicas),
+        Some(2),
+        "the source is untouched"
+    );
+    let results = w
+        .status
+        .as_ref()
+        .map(|s| s.objects.clone())
+        .unwrap_or_default();
+    assert_eq!(results.len(), 2, "{results:?}");
+    let progress = w
+        .status
+        .as_ref()
+        .and_then(|s| s.progress.clone())
+        .expect("progress");
+    assert_eq!((progress.objects_done, progress.objects_total), (2, 2));
     let s = w.status.clone().expect("status");
     let p = s.plan.clone().expect("plan");
     assert_eq!(p.approved_hash.as_deref(), Some(plan.hash.as_str()));
@@ -544,6 +579,38 @@ async fn workloads_report_their_references_and_governance() {
             .and_then(|o| o.is_none().then_some(()))
     })
     .await;
+    // Abandoned before cutover: the half-built target is removed, the source stays as it was.
+    let left: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "sante-qc");
+    assert!(
+        left.list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty(),
+        "half-built target removed"
+    );
+    let cms_qc: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "sante-qc");
+    assert!(
+        !cms_qc
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .iter()
+            .any(|c| c.metadata.name.as_deref() == Some("dossier-config"))
+    );
+    assert_eq!(
+        deployments
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1,
+        "the source is untouched"
+    );
 
     let _ = stop_tx.send(());
     op.await.expect("join").expect("operator stops cleanly");

@@ -43,8 +43,12 @@ fn the_sandbox_migration_goes_as_far_as_this_build_and_says_so() {
         "the migration did not complete, so the exit code says so"
     );
     assert!(
-        err.contains("replication and cutover are not part of this build yet"),
+        err.contains("is not orchestrated in this build yet"),
         "{err}"
+    );
+    assert!(
+        out.contains("object(s) applied in the target namespace"),
+        "{out}"
     );
 }
 

@@ -25,7 +25,7 @@ use crate::api::conditions::{
 };
 use crate::api::policy::Enforcement;
 use crate::api::workload::ResidencyStatus;
-use crate::api::workload::{Mode, PlanStatus};
+use crate::api::workload::{Mode, ObjectOutcome, ObjectResult, PlanStatus};
 use crate::api::workload::{Phase, SovereignWorkloadStatus};
 use crate::api::{ResidencyPolicy, SovereignCluster, SovereignWorkload};
 use crate::api::{Severity, Verdict};
@@ -158,11 +158,17 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
     // plan: references and residency first, then the migration plan from the source's objects
     let mut decision = plan(&w, &refs);
     let mut planned = None;
+    let mut applied: Option<Vec<ObjectResult>> = None;
     if decision.phase == Phase::Planning {
         match plan_source(&w, &refs, ctx).await {
             Ok(p) => {
                 let (estimate, budget) = price(&w, &refs, &p);
                 decision = after_plan(&w, decision, &p, budget.as_ref());
+                if decision.phase == Phase::Replicating {
+                    let (d, results) = replicate(&w, &refs, ctx, decision, &p).await;
+                    decision = d;
+                    applied = results;
+                }
                 planned = Some((p, estimate, budget));
             }
             Err(message) => {
@@ -183,6 +189,44 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
     let old = w.status.clone().unwrap_or_default();
     let plan = decision;
     let mut status = render_status(&w, &old, &plan, &now);
+    if let Some(results) = applied {
+        let done = results
+            .iter()
+            .filter(|r| r.result != ObjectOutcome::Failed)
+            .count() as i64;
+        let total = results.len() as i64;
+        let mut progress = status.progress.clone().unwrap_or_default();
+        progress.objects_done = done;
+        progress.objects_total = total;
+        progress.bytes_total = planned
+            .as_ref()
+            .map(|(p, ..)| i64::try_from(p.bytes()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        // Objects are the first half of the work, the volumes' bytes the second.
+        let bytes_part = if progress.bytes_total > 0 {
+            progress.bytes_done as f64 / progress.bytes_total as f64
+        } else {
+            1.0
+        };
+        let objects_part = if total > 0 {
+            done as f64 / total as f64
+        } else {
+            1.0
+        };
+        progress.percent = ((objects_part * 0.5 + bytes_part * 0.5) * 100.0)
+            .floor()
+            .clamp(0.0, 100.0) as i32;
+        progress.display = Some(format!("{}%", progress.percent));
+        status.progress = Some(progress);
+        let mut results = results;
+        // Failures first, bounded: the status stays small whatever the namespace holds.
+        results.sort_by_key(|r| r.result != ObjectOutcome::Failed);
+        results.truncate(MAX_OBJECT_RESULTS);
+        status.objects = results;
+        if status.started_at.is_none() {
+            status.started_at = Some(now.clone());
+        }
+    }
     if let Some((p, estimate, _)) = &planned {
         status.plan = Some(plan_status(&w, old.plan.as_ref(), p, &now));
         if let Some(e) = estimate {
@@ -209,17 +253,70 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
 }
 
 async fn cleanup(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
-    // Nothing outside the workload's own status has been created by this build; the source is never
-    // touched by a cleanup.
+    // A migration abandoned before cutover leaves no half-built target behind; after cutover the
+    // target is the workload, and it stays. The source is never touched by a cleanup.
+    let status = w.status.clone().unwrap_or_default();
+    let cut_over = matches!(status.phase, Some(Phase::Completed) if w.spec.mode != Mode::Plan)
+        || status.cutover_at.is_some();
+    let mut note =
+        "nothing the operator created is left behind; the source was not touched".to_string();
+    if !cut_over && !status.objects.is_empty() {
+        let clusters: Api<SovereignCluster> = Api::all(ctx.client.clone());
+        let target = clusters
+            .get_opt(&w.spec.target.cluster)
+            .await
+            .map_err(|source| Error::Read {
+                what: "the target SovereignCluster",
+                kind: "SovereignWorkload",
+                name: w.name_any(),
+                source,
+            })?;
+        if let Some(target) = target {
+            let namespace = w
+                .spec
+                .target
+                .namespace
+                .clone()
+                .unwrap_or_else(|| w.spec.source.namespace.clone());
+            let label = format!("{}.{}", w.namespace().unwrap_or_default(), w.name_any());
+            match remote::client_for(&target, &ctx.client, &ctx.secret_namespaces).await {
+                Ok(access) => {
+                    match migrate::apply::remove_half_built(&access.client, &namespace, &label)
+                        .await
+                    {
+                        Ok(n) => {
+                            note = format!(
+                                "removed {n} half-built object(s) from the target namespace {namespace:?}; the source was not touched"
+                            )
+                        }
+                        Err(e) => {
+                            return Err(Error::Finalizer {
+                                kind: "SovereignWorkload",
+                                name: w.name_any(),
+                                message: format!("cannot remove the half-built target: {e}"),
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(Error::Finalizer {
+                        kind: "SovereignWorkload",
+                        name: w.name_any(),
+                        message: format!(
+                            "cannot reach the target to remove the half-built objects: {e}"
+                        ),
+                    });
+                }
+            }
+        }
+    }
     publish(
         ctx,
         &w,
         Event {
             type_: EventType::Normal,
             reason: "CleanedUp".into(),
-            note: Some(
-                "nothing the operator created is left behind; the source was not touched".into(),
-            ),
+            note: Some(note),
             action: "Delete".into(),
             secondary: None,
         },
@@ -227,6 +324,152 @@ async fn cleanup(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
     .await;
     info!("SovereignWorkload cleaned up");
     Ok(Action::await_change())
+}
+
+/// Per-object results kept in status.
+const MAX_OBJECT_RESULTS: usize = 50;
+
+/// Replicates the plan's objects into the target (workloads at zero replicas). Refuses when the
+/// source and the target are the same namespace of the same cluster: applying would overwrite the
+/// source.
+async fn replicate(
+    w: &SovereignWorkload,
+    refs: &Refs,
+    ctx: &Context,
+    before: Decision,
+    p: &MigrationPlan,
+) -> (Decision, Option<Vec<ObjectResult>>) {
+    let keep: Vec<Desired> = before
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != READY && c.type_ != RECONCILING && c.type_ != STALLED)
+        .cloned()
+        .collect();
+    let decide = |phase, reason: &str, message: String, reconciling: bool, stalled: bool| {
+        let mut conditions = vec![
+            Desired::new(READY, false, reason, message.clone()),
+            Desired::new(
+                RECONCILING,
+                reconciling,
+                reason,
+                if reconciling {
+                    message.clone()
+                } else {
+                    String::new()
+                },
+            ),
+            Desired::new(
+                STALLED,
+                stalled,
+                reason,
+                if stalled {
+                    message.clone()
+                } else {
+                    String::new()
+                },
+            ),
+        ];
+        conditions.extend(keep.iter().cloned());
+        Decision {
+            phase,
+            message,
+            conditions,
+            residency: before.residency.clone(),
+        }
+    };
+    let (Some(source), Some(target)) = (refs.source.as_ref(), refs.target.as_ref()) else {
+        return (
+            decide(
+                Phase::Replicating,
+                "ClusterGone",
+                "a SovereignCluster disappeared".into(),
+                true,
+                false,
+            ),
+            None,
+        );
+    };
+    let target_namespace = w
+        .spec
+        .target
+        .namespace
+        .clone()
+        .unwrap_or_else(|| w.spec.source.namespace.clone());
+    let (src, dst) = match (
+        remote::client_for(source, &ctx.client, &ctx.secret_namespaces).await,
+        remote::client_for(target, &ctx.client, &ctx.secret_namespaces).await,
+    ) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => {
+            return (
+                decide(
+                    Phase::Replicating,
+                    "ClusterUnreachable",
+                    format!("cannot reach a cluster: {e}"),
+                    true,
+                    false,
+                ),
+                None,
+            );
+        }
+    };
+    if src.server == dst.server && w.spec.source.namespace == target_namespace {
+        let message = format!(
+            "SovereignClusters {:?} and {:?} are the same cluster and the target namespace is the source namespace: replicating would overwrite the source; set spec.target.namespace",
+            w.spec.source.cluster, w.spec.target.cluster
+        );
+        return (
+            decide(Phase::Replicating, "SourceIsTarget", message, false, true),
+            None,
+        );
+    }
+    match migrate::apply::apply(&dst.client, p, &target_namespace).await {
+        Ok(results) => {
+            let failed: Vec<&ObjectResult> = results
+                .iter()
+                .filter(|r| r.result == ObjectOutcome::Failed)
+                .collect();
+            if let Some(f) = failed.first() {
+                let message = format!(
+                    "{} of {} object(s) could not be applied in the target; first: {}/{}: {}",
+                    failed.len(),
+                    results.len(),
+                    f.kind,
+                    f.name,
+                    f.message
+                );
+                return (
+                    decide(Phase::Replicating, "ObjectsFailed", message, true, false),
+                    Some(results),
+                );
+            }
+            let message = format!(
+                "{} object(s) applied in the target namespace {target_namespace:?}, workloads at zero replicas; moving the volumes' data ({} volume(s)) is not orchestrated in this build yet",
+                results.len(),
+                p.volumes.len()
+            );
+            (
+                decide(
+                    Phase::Replicating,
+                    "DataReplicationUnavailable",
+                    message,
+                    true,
+                    false,
+                ),
+                Some(results),
+            )
+        }
+        Err(e) => (
+            decide(
+                Phase::Replicating,
+                "TargetUnreadable",
+                e.to_string(),
+                true,
+                false,
+            ),
+            None,
+        ),
+    }
 }
 
 /// Lists the source namespace and plans the move. The error is a sentence for the condition.
@@ -487,13 +730,10 @@ pub fn after_plan(
                 ("Approved", "the current plan's hash is approved")
             };
             decision(
-                Phase::Planning,
+                Phase::Replicating,
                 false,
-                "ReplicationUnavailable",
-                format!(
-                    "plan {} approved ({summary}); replication and cutover are not part of this build yet",
-                    &p.hash[..12]
-                ),
+                "Replicating",
+                format!("plan {} approved ({summary}); replicating", &p.hash[..12]),
                 true,
                 false,
                 Some(Desired::new(APPROVED, true, reason, note)),

@@ -1,6 +1,7 @@
 //! The migration: what moves (selection and references), in which order, transformed how, and the
 //! plan that an approval names by its hash. Planning is pure: objects in, plan out, no cluster.
 
+pub mod apply;
 pub mod approval;
 pub mod discover;
 pub mod footprint;

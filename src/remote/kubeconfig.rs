@@ -92,6 +92,9 @@ pub struct Access {
     pub source_version: String,
     /// The API server's host name, a residency signal (`….eks.amazonaws.com`, `….k8s.ovh.net`).
     pub server_host: Option<String>,
+    /// Which API server this is (`in-cluster`, or the server URL): two SovereignClusters may name
+    /// the same cluster.
+    pub server: String,
 }
 
 /// Builds a client for the cluster a `SovereignCluster` describes.
@@ -108,6 +111,7 @@ pub async fn client_for(
             client: local.clone(),
             source_version: "in-cluster".into(),
             server_host: None,
+            server: "in-cluster".into(),
         });
     }
     let Some(r) = &cluster.spec.kubeconfig_secret_ref else {
@@ -124,10 +128,12 @@ pub async fn client_for(
     let text = kubeconfig_text(&secret, r)?;
     let config = config_from_text(&text, r).await?;
     let server_host = config.cluster_url.host().map(String::from);
+    let server = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(|e| KubeconfigError::Client(e.to_string()))?;
     Ok(Access {
         client,
         server_host,
+        server,
         source_version: format!(
             "{}/{}@{}#{}",
             r.namespace,

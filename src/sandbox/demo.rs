@@ -212,7 +212,7 @@ pub async fn follow(
                 summary(&s);
                 return Ok((Outcome::Completed, operator));
             }
-            if reason == "ReplicationUnavailable" || stalled || phase == "Paused" {
+            if reason == "DataReplicationUnavailable" || stalled || phase == "Paused" {
                 summary(&s);
                 return Ok((
                     Outcome::Stopped(format!("{reason}: {}", s.message.unwrap_or_default())),
