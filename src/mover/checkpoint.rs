@@ -74,7 +74,10 @@ impl Staging {
             Err(e) => return Err(e).ctx(show),
         };
         let file = File::from(fd);
-        file.set_len(size).ctx(show)?;
+        // A new file grows as chunks land at their offsets; an old one is cut to size.
+        if existed {
+            file.set_len(size).ctx(show)?;
+        }
         Ok((file, name, existed))
     }
 

@@ -65,6 +65,10 @@ pub struct SendArgs {
     /// zstd level for compressible chunks; 0 disables compression.
     #[arg(long, default_value_t = 1)]
     pub compress_level: i32,
+    /// Compress only while the connection takes fewer than this many MiB/s (faster links are
+    /// better served raw); 0 compresses whatever the link.
+    #[arg(long, default_value_t = 192)]
+    pub compress_below_mib: u64,
     /// Do not preserve or verify file owners (uid/gid).
     #[arg(long)]
     pub no_owner: bool,
@@ -118,6 +122,7 @@ pub async fn run(args: MoverArgs) -> Result<()> {
             opts.server_name = a.server_name;
             opts.pass = a.pass;
             opts.compress_level = a.compress_level;
+            opts.compress_below = (a.compress_below_mib > 0).then_some(a.compress_below_mib << 20);
             opts.owner = !a.no_owner;
             if let Some(t) = a.threads {
                 opts.threads = t.max(1);

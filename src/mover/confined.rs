@@ -83,9 +83,13 @@ pub fn open_file_read(root: &impl AsFd, rel: &[u8]) -> Result<Option<File>> {
         }
         Err(e) => return Err(e),
     };
-    let name = super::manifest::file_name(rel);
+    open_file_in(&parent, super::manifest::file_name(rel), rel)
+}
+
+/// Opens the regular file `name` in `dir` for reading, never following a symlink.
+pub fn open_file_in(dir: &impl AsFd, name: &[u8], rel: &[u8]) -> Result<Option<File>> {
     match rustix::fs::openat(
-        &parent,
+        dir,
         os(name),
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
         Mode::empty(),

@@ -18,6 +18,8 @@ pub struct Progress {
     pub bytes_total: u64,
     /// Bytes written to the TLS stream (frames, after compression).
     pub wire_bytes: u64,
+    /// Bytes read from it (the receiver's answers).
+    pub wire_bytes_in: u64,
     pub bytes_per_second: f64,
     pub eta_seconds: Option<f64>,
     pub elapsed_seconds: f64,
@@ -48,7 +50,13 @@ impl Tracker {
         self.start.elapsed().as_secs_f64()
     }
 
-    pub fn event(&self, files_done: u64, bytes_done: u64, wire_bytes: u64) -> Progress {
+    pub fn event(
+        &self,
+        files_done: u64,
+        bytes_done: u64,
+        wire_bytes: u64,
+        wire_bytes_in: u64,
+    ) -> Progress {
         let elapsed = self.elapsed();
         let rate = if elapsed > 0.0 {
             bytes_done as f64 / elapsed
@@ -64,6 +72,7 @@ impl Tracker {
             bytes_done,
             bytes_total: self.bytes_total,
             wire_bytes,
+            wire_bytes_in,
             bytes_per_second: rate,
             eta_seconds: (rate > 0.0).then(|| remaining / rate),
             elapsed_seconds: elapsed,

@@ -222,11 +222,41 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>> {
 /// Encodes a chunk-data frame without building a `Message` (the sender's hot path).
 pub fn encode_data(header: &DataHeader, data: &[u8]) -> Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(data.len() + 32);
+    append_data(&mut buf, header, data)?;
+    Ok(buf)
+}
+
+/// Appends a chunk-data frame to `buf`, so many small chunks go out as one write.
+pub fn append_data(buf: &mut Vec<u8>, header: &DataHeader, data: &[u8]) -> Result<()> {
+    let start = buf.len();
     buf.extend_from_slice(&[0, 0, 0, 0, tag::DATA]);
-    let mut buf = postcard::to_extend(header, buf)
-        .map_err(|e| MoverError::Protocol(format!("cannot encode data header: {e}")))?;
+    let mut head = [0u8; 32];
+    let used = postcard::to_slice(header, &mut head)
+        .map_err(|e| MoverError::Protocol(format!("cannot encode data header: {e}")))?
+        .len();
+    buf.extend_from_slice(&head[..used]);
     buf.extend_from_slice(data);
-    finish(buf)
+    let len = buf.len() - start - 4;
+    if len > MAX_FRAME {
+        buf.truncate(start);
+        return Err(MoverError::FrameTooLarge {
+            size: len as u64,
+            max: MAX_FRAME as u64,
+        });
+    }
+    buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(())
+}
+
+/// Whether `buffered` starts with a complete frame (so reading it will not wait).
+pub fn complete_frame_buffered(buffered: &[u8]) -> bool {
+    match buffered.get(..4) {
+        Some(len) => {
+            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            buffered.len() >= 4 + len
+        }
+        None => false,
+    }
 }
 
 fn decode_payload<'a, T: Deserialize<'a>>(name: &str, payload: &'a [u8]) -> Result<T> {

@@ -319,7 +319,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     opts: &ReceiveOptions,
 ) -> std::result::Result<ReceiveReport, (u64, MoverError)> {
-    let (mut rd, wr) = tokio::io::split(stream);
+    let (rd, wr) = tokio::io::split(stream);
+    let mut rd = tokio::io::BufReader::with_capacity(256 << 10, rd);
     let mut wr = BufWriter::with_capacity(64 << 10, wr);
     let hello = match tokio::time::timeout(
         opts.idle_timeout,
@@ -420,7 +421,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 }
 
 async fn run_pass<R: AsyncRead + Unpin>(
-    rd: &mut R,
+    rd: &mut tokio::io::BufReader<R>,
     opts: &ReceiveOptions,
     owner: bool,
     pass: u64,
@@ -449,9 +450,10 @@ async fn run_pass<R: AsyncRead + Unpin>(
         failures: fail_tx,
         out,
     });
-    let (plan_tx, plan_rx) = async_channel::bounded::<PlanItem>(opts.window + 64);
-    let (commit_tx, commit_rx) = async_channel::bounded::<CommitMsg>(opts.window + 64);
-    let (data_tx, data_rx) = async_channel::bounded::<Message>(64);
+    // Items travel in batches (a wake-up per message would cost more than the work).
+    let (plan_tx, plan_rx) = async_channel::bounded::<Vec<PlanItem>>(opts.window + 64);
+    let (commit_tx, commit_rx) = async_channel::bounded::<Vec<CommitMsg>>(opts.window + 64);
+    let (data_tx, data_rx) = async_channel::bounded::<Vec<Message>>(16);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<ReceiveReport>>();
 
     let spawn = |name: String, f: Box<dyn FnOnce() -> Result<()> + Send>| {
@@ -510,18 +512,31 @@ async fn run_pass<R: AsyncRead + Unpin>(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn read_loop<R: AsyncRead + Unpin>(
-    rd: &mut R,
+    rd: &mut tokio::io::BufReader<R>,
     opts: &ReceiveOptions,
-    plan_tx: &Sender<PlanItem>,
-    data_tx: &Sender<Message>,
+    plan_tx: &Sender<Vec<PlanItem>>,
+    data_tx: &Sender<Vec<Message>>,
     fail_rx: &mut tokio::sync::mpsc::UnboundedReceiver<MoverError>,
     mut done_rx: tokio::sync::oneshot::Receiver<Result<ReceiveReport>>,
 ) -> Result<ReceiveReport> {
     let mut current: Option<(Entry, Vec<ChunkRef>)> = None;
     let mut manifest_done = false;
+    let mut plans: Vec<PlanItem> = Vec::new();
+    let mut data: Vec<Message> = Vec::new();
+    let mut data_bytes = 0usize;
     loop {
+        // Hand over what accumulated when the next frame is not already here (or a lot is).
+        let more = protocol::complete_frame_buffered(rd.buffer());
+        if !plans.is_empty() && (!more || plans.len() >= 256) {
+            send_plan(plan_tx, std::mem::take(&mut plans)).await?;
+        }
+        if !data.is_empty() && (!more || data_bytes >= 1 << 20) {
+            data_bytes = 0;
+            if data_tx.send(std::mem::take(&mut data)).await.is_err() {
+                return Err(MoverError::Cancelled("writers stopped".into()));
+            }
+        }
         let msg = tokio::select! {
             m = read_message(rd, "receiving the pass") => m,
             _ = tokio::time::sleep(opts.idle_timeout), if !manifest_done => {
@@ -549,7 +564,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     )));
                 }
                 if e.chunk_count == 0 {
-                    send_plan(plan_tx, PlanItem::Entry(e, Vec::new())).await?;
+                    plans.push(PlanItem::Entry(e, Vec::new()));
                 } else {
                     let n = e.chunk_count as usize;
                     current = Some((e, Vec::with_capacity(n.min(1 << 16))));
@@ -572,7 +587,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 if chunks.len() as u64 == e.chunk_count
                     && let Some((e, chunks)) = current.take()
                 {
-                    send_plan(plan_tx, PlanItem::Entry(e, chunks)).await?;
+                    plans.push(PlanItem::Entry(e, chunks));
                 }
             }
             Ok(Message::ManifestEnd(m)) => {
@@ -582,12 +597,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     ));
                 }
                 manifest_done = true;
-                send_plan(plan_tx, PlanItem::End(m)).await?;
+                plans.push(PlanItem::End(m));
             }
             Ok(msg @ Message::Data { .. }) => {
-                if data_tx.send(msg).await.is_err() {
-                    return Err(MoverError::Cancelled("writers stopped".into()));
-                }
+                data_bytes += msg.data_payload().map_or(0, <[u8]>::len);
+                data.push(msg);
             }
             Ok(Message::Abort(a)) => return Err(MoverError::PeerAborted(a.reason)),
             Ok(other) => {
@@ -601,7 +615,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
-async fn send_plan(plan_tx: &Sender<PlanItem>, item: PlanItem) -> Result<()> {
+async fn send_plan(plan_tx: &Sender<Vec<PlanItem>>, item: Vec<PlanItem>) -> Result<()> {
     plan_tx
         .send(item)
         .await
@@ -694,67 +708,111 @@ fn manifest_file_hash(chunks: &[ChunkRef]) -> Hash {
 
 fn planner(
     s: Arc<Shared>,
-    plan_rx: Receiver<PlanItem>,
-    commit_tx: Sender<CommitMsg>,
+    plan_rx: Receiver<Vec<PlanItem>>,
+    commit_tx: Sender<Vec<CommitMsg>>,
     mut old_index: IndexReader,
 ) -> Result<()> {
     let mut prev: Option<Vec<u8>> = None;
     let mut count = 0u64;
     let mut buf = Vec::new();
-    while let Ok(item) = plan_rx.recv_blocking() {
+    let mut dirs = DirCache::default();
+    let mut needs: Vec<u8> = Vec::new();
+    let mut commits: Vec<CommitMsg> = Vec::new();
+    while let Ok(batch) = plan_rx.recv_blocking() {
         if s.cancelled() {
             return Ok(());
         }
-        match item {
-            PlanItem::Entry(entry, chunks) => {
-                validate_entry(&entry, &chunks, prev.as_deref())?;
-                if entry.id != count {
-                    return Err(MoverError::Protocol(format!(
-                        "entry {} has id {}, expected {count}",
-                        show(&entry.path),
-                        entry.id
-                    )));
-                }
-                count += 1;
-                let plan = if entry.kind == Kind::File && entry.hardlink.is_none() {
-                    let plan = plan_file(&s, &entry, &chunks, &mut old_index, &mut buf)?;
-                    let ranges = match &plan {
-                        Plan::Staged(pf) => needed_ranges(pf),
-                        _ => Vec::new(),
+        for item in batch {
+            match item {
+                PlanItem::Entry(entry, chunks) => {
+                    validate_entry(&entry, &chunks, prev.as_deref())?;
+                    if entry.id != count {
+                        return Err(MoverError::Protocol(format!(
+                            "entry {} has id {}, expected {count}",
+                            show(&entry.path),
+                            entry.id
+                        )));
+                    }
+                    count += 1;
+                    let plan = if entry.kind == Kind::File && entry.hardlink.is_none() {
+                        let plan =
+                            plan_file(&s, &entry, &chunks, &mut old_index, &mut buf, &mut dirs)?;
+                        let ranges = match &plan {
+                            Plan::Staged(pf) => needed_ranges(pf),
+                            _ => Vec::new(),
+                        };
+                        needs.extend(protocol::encode(&Message::Need(Need {
+                            id: entry.id,
+                            ranges,
+                        }))?);
+                        plan
+                    } else {
+                        Plan::Other
                     };
-                    s.send(&Message::Need(Need {
-                        id: entry.id,
-                        ranges,
-                    }))?;
-                    plan
-                } else {
-                    Plan::Other
-                };
-                prev = Some(entry.path.clone());
-                if commit_tx
-                    .send_blocking(CommitMsg::Entry(CommitItem {
+                    prev = Some(entry.path.clone());
+                    commits.push(CommitMsg::Entry(CommitItem {
                         entry,
                         chunks,
                         plan,
-                    }))
-                    .is_err()
-                {
-                    return Ok(());
+                    }));
+                }
+                PlanItem::End(m) => {
+                    if m.entries != count {
+                        return Err(MoverError::Protocol(format!(
+                            "the manifest announced {} entries but sent {count}",
+                            m.entries
+                        )));
+                    }
+                    commits.push(CommitMsg::End(m));
                 }
             }
-            PlanItem::End(m) => {
-                if m.entries != count {
-                    return Err(MoverError::Protocol(format!(
-                        "the manifest announced {} entries but sent {count}",
-                        m.entries
-                    )));
-                }
-                let _ = commit_tx.send_blocking(CommitMsg::End(m));
-                return Ok(());
-            }
+        }
+        if !needs.is_empty() {
+            s.out
+                .send_blocking(std::mem::take(&mut needs))
+                .map_err(|_| MoverError::Cancelled("connection closed".into()))?;
+        }
+        if !commits.is_empty()
+            && commit_tx
+                .send_blocking(std::mem::take(&mut commits))
+                .is_err()
+        {
+            return Ok(());
         }
     }
     Ok(())
+}
+
+/// The planner visits files in walk order, so consecutive files mostly share a directory: keep
+/// the last one open instead of walking from the root for every file.
+#[derive(Default)]
+struct DirCache {
+    path: Option<Vec<u8>>,
+    fd: Option<OwnedFd>,
+}
+
+impl DirCache {
+    fn open_file(&mut self, root: &OwnedFd, rel: &[u8]) -> Result<Option<File>> {
+        let dir = parent(rel);
+        if self.path.as_deref() != Some(dir) {
+            self.path = None;
+            self.fd = match open_dir(root, dir) {
+                Ok(fd) => Some(fd),
+                Err(MoverError::UnsafePath { .. }) => None,
+                Err(MoverError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            self.path = Some(dir.to_vec());
+        }
+        match &self.fd {
+            Some(fd) => confined::open_file_in(fd, file_name(rel), rel),
+            None => Ok(None),
+        }
+    }
 }
 
 fn needed_ranges(pf: &PendingFile) -> Vec<(u64, u64)> {
@@ -781,10 +839,11 @@ fn plan_file(
     chunks: &[ChunkRef],
     old_index: &mut IndexReader,
     buf: &mut Vec<u8>,
+    dirs: &mut DirCache,
 ) -> Result<Plan> {
     let indexed = old_index.lookup(&e.path);
     let mut old: Option<(File, Vec<ChunkRef>)> = None;
-    if let Some(f) = open_file_read(&s.root_fd, &e.path)? {
+    if let Some(f) = dirs.open_file(&s.root_fd, &e.path)? {
         let meta = f.metadata().ctx(|| format!("reading {}", show(&e.path)))?;
         let (old_chunks, old_hash) = match indexed {
             Some(rec) if rec.matches(&meta) => (rec.chunks, rec.file_hash),
@@ -853,83 +912,85 @@ fn plan_file(
     Ok(Plan::Staged(pf))
 }
 
-fn writer_worker(s: Arc<Shared>, data_rx: Receiver<Message>) -> Result<()> {
+fn writer_worker(s: Arc<Shared>, data_rx: Receiver<Vec<Message>>) -> Result<()> {
     let mut decompressor =
         zstd::bulk::Decompressor::new().ctx(|| "creating the zstd decompressor")?;
     let mut raw = Vec::with_capacity(CHUNK_MAX);
-    while let Ok(msg) = data_rx.recv_blocking() {
-        if s.cancelled() {
-            return Ok(());
-        }
-        let Message::Data { header, .. } = &msg else {
-            continue;
-        };
-        let DataHeader {
-            id,
-            index,
-            compressed,
-        } = *header;
-        let payload = msg.data_payload().unwrap_or_default();
-        let pf = s.files.lock().ok().and_then(|f| f.get(&id).cloned());
-        let Some(pf) = pf else {
-            return Err(MoverError::Protocol(format!(
-                "data for entry {id}, which has no chunks outstanding"
-            )));
-        };
-        let i = index as usize;
-        {
-            let mut state = pf.state.lock().map_err(|_| cancelled())?;
-            match state.needed.get_mut(i) {
-                Some(need @ true) => *need = false,
-                _ => {
-                    return Err(MoverError::Protocol(format!(
-                        "chunk {index} of {} was not requested (or was sent twice)",
-                        show(&pf.path)
-                    )));
+    while let Ok(batch) = data_rx.recv_blocking() {
+        for msg in batch {
+            if s.cancelled() {
+                return Ok(());
+            }
+            let Message::Data { header, .. } = &msg else {
+                continue;
+            };
+            let DataHeader {
+                id,
+                index,
+                compressed,
+            } = *header;
+            let payload = msg.data_payload().unwrap_or_default();
+            let pf = s.files.lock().ok().and_then(|f| f.get(&id).cloned());
+            let Some(pf) = pf else {
+                return Err(MoverError::Protocol(format!(
+                    "data for entry {id}, which has no chunks outstanding"
+                )));
+            };
+            let i = index as usize;
+            {
+                let mut state = pf.state.lock().map_err(|_| cancelled())?;
+                match state.needed.get_mut(i) {
+                    Some(need @ true) => *need = false,
+                    _ => {
+                        return Err(MoverError::Protocol(format!(
+                            "chunk {index} of {} was not requested (or was sent twice)",
+                            show(&pf.path)
+                        )));
+                    }
                 }
             }
-        }
-        let (Some(c), Some(&off)) = (pf.chunks.get(i), pf.offsets.get(i)) else {
-            return Err(cancelled());
-        };
-        let data: &[u8] = if compressed {
-            // The expected length bounds the output: a decompression bomb fails here.
-            raw.clear();
-            raw.reserve(c.len as usize);
-            let n = decompressor
-                .decompress_to_buffer(payload, &mut raw)
-                .map_err(|e| {
-                    MoverError::Protocol(format!(
-                        "chunk {index} of {}: bad zstd data: {e}",
-                        show(&pf.path)
-                    ))
-                })?;
-            if n != c.len as usize {
+            let (Some(c), Some(&off)) = (pf.chunks.get(i), pf.offsets.get(i)) else {
+                return Err(cancelled());
+            };
+            let data: &[u8] = if compressed {
+                // The expected length bounds the output: a decompression bomb fails here.
+                raw.clear();
+                raw.reserve(c.len as usize);
+                let n = decompressor
+                    .decompress_to_buffer(payload, &mut raw)
+                    .map_err(|e| {
+                        MoverError::Protocol(format!(
+                            "chunk {index} of {}: bad zstd data: {e}",
+                            show(&pf.path)
+                        ))
+                    })?;
+                if n != c.len as usize {
+                    return Err(MoverError::HashMismatch {
+                        path: show(&pf.path),
+                        index,
+                    });
+                }
+                &raw
+            } else {
+                payload
+            };
+            if data.len() != c.len as usize || chunk_hash(data) != c.hash {
                 return Err(MoverError::HashMismatch {
                     path: show(&pf.path),
                     index,
                 });
             }
-            &raw
-        } else {
-            payload
-        };
-        if data.len() != c.len as usize || chunk_hash(data) != c.hash {
-            return Err(MoverError::HashMismatch {
-                path: show(&pf.path),
-                index,
-            });
-        }
-        pf.file
-            .write_all_at(data, off)
-            .ctx(|| format!("writing chunk {index} of {}", show(&pf.path)))?;
-        let mut state = pf.state.lock().map_err(|_| cancelled())?;
-        state.remaining -= 1;
-        if state.remaining == 0 {
-            if let Ok(mut files) = s.files.lock() {
-                files.remove(&pf.id);
+            pf.file
+                .write_all_at(data, off)
+                .ctx(|| format!("writing chunk {index} of {}", show(&pf.path)))?;
+            let mut state = pf.state.lock().map_err(|_| cancelled())?;
+            state.remaining -= 1;
+            if state.remaining == 0 {
+                if let Ok(mut files) = s.files.lock() {
+                    files.remove(&pf.id);
+                }
+                pf.done.notify_all();
             }
-            pf.done.notify_all();
         }
     }
     Ok(())
@@ -1257,7 +1318,7 @@ impl Committer<'_> {
 
 fn committer(
     s: Arc<Shared>,
-    commit_rx: Receiver<CommitMsg>,
+    commit_rx: Receiver<Vec<CommitMsg>>,
     index: IndexWriter,
     pass: u64,
 ) -> Result<ReceiveReport> {
@@ -1271,21 +1332,26 @@ fn committer(
         files: 0,
         bytes: 0,
     };
-    let end = loop {
-        let Ok(msg) = commit_rx.recv_blocking() else {
+    let end = 'outer: loop {
+        let Ok(batch) = commit_rx.recv_blocking() else {
             return Err(cancelled());
         };
-        if s.cancelled() {
-            return Err(cancelled());
-        }
-        match msg {
-            CommitMsg::Entry(item) => {
-                c.commit(item)?;
-                if c.committed.is_multiple_of(64) || commit_rx.is_empty() {
-                    c.ack()?;
-                }
+        for msg in batch {
+            if s.cancelled() {
+                return Err(cancelled());
             }
-            CommitMsg::End(m) => break m,
+            match msg {
+                CommitMsg::Entry(item) => {
+                    c.commit(item)?;
+                    if c.committed.is_multiple_of(256) {
+                        c.ack()?;
+                    }
+                }
+                CommitMsg::End(m) => break 'outer m,
+            }
+        }
+        if commit_rx.is_empty() {
+            c.ack()?;
         }
     };
     c.sweep(None)?;

@@ -61,6 +61,7 @@ impl Receiver {
 pub fn send_opts(root: &Path, addr: &str, certs: &MigrationCerts) -> SendOptions {
     let mut o = SendOptions::new(root.to_path_buf(), addr.to_string(), certs.sender.clone());
     o.window = 64;
+    o.compress_below = None;
     o
 }
 
