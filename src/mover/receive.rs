@@ -1343,7 +1343,7 @@ fn committer(
             match msg {
                 CommitMsg::Entry(item) => {
                     c.commit(item)?;
-                    if c.committed.is_multiple_of(256) {
+                    if c.committed.is_multiple_of(64) {
                         c.ack()?;
                     }
                 }
