@@ -500,10 +500,13 @@ async fn run_pass<R: AsyncRead + Unpin>(
     let result = read_loop(rd, opts, &plan_tx, &data_tx, &mut fail_rx, done_rx).await;
     // Report the cause, not the cancellation it triggered in another thread.
     let result = match result {
-        Err(MoverError::Cancelled(_)) => match fail_rx.try_recv() {
-            Ok(cause) => Err(cause),
-            Err(_) => result,
-        },
+        // A stage that failed closes its channels before it reports why; give it a moment.
+        Err(MoverError::Cancelled(_)) => {
+            match tokio::time::timeout(Duration::from_millis(500), fail_rx.recv()).await {
+                Ok(Some(cause)) => Err(cause),
+                _ => result,
+            }
+        }
         r => r,
     };
     shared.cancelled.store(true, Ordering::SeqCst);
@@ -1343,7 +1346,7 @@ fn committer(
             match msg {
                 CommitMsg::Entry(item) => {
                     c.commit(item)?;
-                    if c.committed.is_multiple_of(256) {
+                    if c.committed.is_multiple_of(64) {
                         c.ack()?;
                     }
                 }

@@ -71,7 +71,7 @@ impl SendOptions {
             owner: true,
             compress_level: 1,
             compress_below: Some(192 << 20),
-            window: 512,
+            window: 2048,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             progress: None,
             progress_interval: Duration::from_millis(500),
@@ -250,8 +250,11 @@ fn assembler_thread(
         // Wait for room in the window: the receiver sizes its queues for it, and it bounds
         // what both sides hold for files in flight. What is pending goes out first: the
         // receiver cannot commit entries it has not seen.
-        if id >= window && !pending.is_empty() {
-            let full = shared.committed.lock().map_or(true, |c| id >= *c + window);
+        if id >= window / 2 && !pending.is_empty() {
+            let full = shared
+                .committed
+                .lock()
+                .map_or(true, |c| id >= *c + window / 2);
             if full && out.send_blocking(std::mem::take(&mut pending)).is_err() {
                 return Err(MoverError::Cancelled("connection closed".into()));
             }
@@ -298,7 +301,7 @@ fn assembler_thread(
                 chunks: batch.to_vec(),
             }))?);
         }
-        if (pending.len() >= 256 << 10 || ordered.is_empty())
+        if (pending.len() >= 64 << 10 || ordered.is_empty())
             && out.send_blocking(std::mem::take(&mut pending)).is_err()
         {
             return Err(MoverError::Cancelled("connection closed".into()));
@@ -360,7 +363,22 @@ fn send_worker(
     };
     let mut raw = Vec::with_capacity(CHUNK_MAX);
     let mut batch = Vec::new();
-    while let Ok(job) = jobs.recv_blocking() {
+    loop {
+        // Small chunks of many files travel together, but never sleep on a held batch: the
+        // receiver may be waiting for exactly that data.
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(async_channel::TryRecvError::Empty) => {
+                if !batch.is_empty() && out.send_blocking(std::mem::take(&mut batch)).is_err() {
+                    return Ok(());
+                }
+                match jobs.recv_blocking() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                }
+            }
+            Err(async_channel::TryRecvError::Closed) => break,
+        };
         let f = &job.file;
         let file = File::open(&f.path).ctx(|| format!("opening {}", f.path.display()))?;
         for &(start, count) in &job.ranges {
@@ -406,13 +424,6 @@ fn send_worker(
                     return Ok(());
                 }
             }
-        }
-        // Small chunks of many files travel together; flush when there is nothing else to add.
-        if !batch.is_empty()
-            && jobs.is_empty()
-            && out.send_blocking(std::mem::take(&mut batch)).is_err()
-        {
-            return Ok(());
         }
     }
     if !batch.is_empty() {
