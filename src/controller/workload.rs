@@ -326,6 +326,29 @@ async fn cleanup(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
+/// The three kstatus conditions of a state: Ready, and Reconciling and Stalled, which carry the
+/// message only while they are true.
+fn kstatus(
+    ready: bool,
+    reason: &str,
+    message: &str,
+    reconciling: bool,
+    stalled: bool,
+) -> Vec<Desired> {
+    let when = |on: bool| {
+        if on {
+            message.to_string()
+        } else {
+            String::new()
+        }
+    };
+    vec![
+        Desired::new(READY, ready, reason, message),
+        Desired::new(RECONCILING, reconciling, reason, when(reconciling)),
+        Desired::new(STALLED, stalled, reason, when(stalled)),
+    ]
+}
+
 /// Per-object results kept in status.
 const MAX_OBJECT_RESULTS: usize = 50;
 
@@ -346,29 +369,7 @@ async fn replicate(
         .cloned()
         .collect();
     let decide = |phase, reason: &str, message: String, reconciling: bool, stalled: bool| {
-        let mut conditions = vec![
-            Desired::new(READY, false, reason, message.clone()),
-            Desired::new(
-                RECONCILING,
-                reconciling,
-                reason,
-                if reconciling {
-                    message.clone()
-                } else {
-                    String::new()
-                },
-            ),
-            Desired::new(
-                STALLED,
-                stalled,
-                reason,
-                if stalled {
-                    message.clone()
-                } else {
-                    String::new()
-                },
-            ),
-        ];
+        let mut conditions = kstatus(false, reason, &message, reconciling, stalled);
         conditions.extend(keep.iter().cloned());
         Decision {
             phase,
@@ -607,29 +608,7 @@ pub fn after_plan(
                     reconciling: bool,
                     stalled: bool,
                     approved: Option<Desired>| {
-        let mut conditions = vec![
-            Desired::new(READY, ready, reason, message.clone()),
-            Desired::new(
-                RECONCILING,
-                reconciling,
-                reason,
-                if reconciling {
-                    message.clone()
-                } else {
-                    String::new()
-                },
-            ),
-            Desired::new(
-                STALLED,
-                stalled,
-                reason,
-                if stalled {
-                    message.clone()
-                } else {
-                    String::new()
-                },
-            ),
-        ];
+        let mut conditions = kstatus(ready, reason, &message, reconciling, stalled);
         conditions.extend(approved);
         conditions.extend(residency.iter().cloned());
         Decision {
