@@ -316,19 +316,15 @@ impl Cluster {
 
     // ---------------------------------------------------------------- writes
 
+    /// The resource an object's apiVersion and kind name.
+    fn resource_of(&self, obj: &Value) -> Result<Arc<ResourceInfo>, ApiError> {
+        let field = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default();
+        self.resource_for(field("apiVersion"), field("kind"))
+    }
+
     /// Create an object from its JSON (its apiVersion/kind decide the resource).
     pub fn create_object(&self, obj: Value, opts: &WriteOptions) -> Result<WriteResult, ApiError> {
-        let api_version = obj
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let kind = obj
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let res = self.resource_for(&api_version, &kind)?;
+        let res = self.resource_of(&obj)?;
         let ns = meta::namespace(&obj).to_string();
         let ns = if res.namespaced && ns.is_empty() {
             "default".to_string()
@@ -341,17 +337,7 @@ impl Cluster {
     /// Seed an object as is (status included), creating or replacing it, without validation.
     /// For test fixtures and simulated controllers that need to write what a kubelet would.
     pub fn seed_object(&self, mut obj: Value) -> Result<Arc<Value>, ApiError> {
-        let api_version = obj
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let kind = obj
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let res = self.resource_for(&api_version, &kind)?;
+        let res = self.resource_of(&obj)?;
         let m = ensure_meta(&mut obj);
         let name = m
             .get("name")
