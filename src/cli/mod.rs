@@ -2,6 +2,7 @@
 //! offline tools.
 
 pub mod crd;
+pub mod files;
 pub mod plan;
 pub mod residency;
 

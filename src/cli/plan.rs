@@ -3,11 +3,12 @@
 //! Exit code 0: the plan could run; 1: it would be stopped (plan errors, residency under Block, over
 //! budget); 2: bad input.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
+use super::files::{FileError, parse_yaml, read};
 use crate::api::workload::{Mode, SovereignWorkloadSpec};
 use crate::api::{Severity, SovereignCluster, SovereignWorkload, Verdict};
 use crate::cost::{self, Estimate, FxTable};
@@ -41,41 +42,20 @@ pub struct PlanArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{0}")]
     Cost(#[from] cost::CostError),
 }
 
-fn read(path: &PathBuf) -> Result<String, PlanError> {
-    std::fs::read_to_string(path).map_err(|source| PlanError::Read {
-        path: path.clone(),
-        source,
-    })
-}
-
-fn parse<T: serde::de::DeserializeOwned>(path: &PathBuf, what: &str) -> Result<T, PlanError> {
-    serde_yaml::from_str(&read(path)?).map_err(|e| PlanError::Parse {
-        path: path.clone(),
-        message: format!("not a {what}: {e}"),
-    })
-}
-
 /// Objects of a `kubectl get -o yaml` file, Lists flattened.
-fn objects(path: &PathBuf) -> Result<Vec<Value>, PlanError> {
+fn objects(path: &Path) -> Result<Vec<Value>, PlanError> {
     use serde::Deserialize;
     let text = read(path)?;
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-        let v = Value::deserialize(doc).map_err(|e| PlanError::Parse {
-            path: path.clone(),
-            message: format!("document {} is not valid YAML: {e}", i + 1),
+        let v = Value::deserialize(doc).map_err(|e| {
+            FileError::parse(path, format!("document {} is not valid YAML: {e}", i + 1))
         })?;
         match v["items"].as_array() {
             Some(items) if v["kind"].as_str().is_some_and(|k| k.ends_with("List")) => {
@@ -86,10 +66,7 @@ fn objects(path: &PathBuf) -> Result<Vec<Value>, PlanError> {
         }
     }
     if out.is_empty() {
-        return Err(PlanError::Parse {
-            path: path.clone(),
-            message: "holds no Kubernetes objects".into(),
-        });
+        return Err(FileError::parse(path, "holds no Kubernetes objects").into());
     }
     Ok(out)
 }
@@ -106,17 +83,17 @@ pub struct Report {
 
 pub fn build(args: &PlanArgs) -> Result<Report, PlanError> {
     let objs = objects(&args.objects)?;
-    let source: SovereignCluster = parse(&args.source_cluster, "SovereignCluster")?;
-    let target: SovereignCluster = parse(&args.target_cluster, "SovereignCluster")?;
+    let source: SovereignCluster = parse_yaml(&args.source_cluster, "SovereignCluster")?;
+    let target: SovereignCluster = parse_yaml(&args.target_cluster, "SovereignCluster")?;
     let workload: Option<SovereignWorkload> = args
         .workload
         .as_ref()
-        .map(|p| parse(p, "SovereignWorkload"))
+        .map(|p| parse_yaml(p, "SovereignWorkload"))
         .transpose()?;
     let policy = if args.policy == QUEBEC_STRICT {
         quebec_strict()
     } else {
-        parse::<crate::api::ResidencyPolicy>(&PathBuf::from(&args.policy), "ResidencyPolicy")?.spec
+        parse_yaml::<crate::api::ResidencyPolicy>(Path::new(&args.policy), "ResidencyPolicy")?.spec
     };
     // Without a workload: the namespace the objects are in, moved as it is.
     let namespace = objs
@@ -129,7 +106,7 @@ pub fn build(args: &PlanArgs) -> Result<Report, PlanError> {
     let spec: SovereignWorkloadSpec = match &workload {
         Some(w) => w.spec.clone(),
         None => serde_json::from_value(json!({"source": {"cluster": source_name, "namespace": namespace}, "target": {"cluster": target_name}}))
-            .map_err(|e| PlanError::Parse { path: args.objects.clone(), message: e.to_string() })?,
+            .map_err(|e| FileError::parse(&args.objects, e.to_string()))?,
     };
     let workload_key = workload
         .as_ref()

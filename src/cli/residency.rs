@@ -1,9 +1,10 @@
 //! `sovereign residency scan`: the operator's residency evaluation from the command line, against a
 //! live cluster or a file of objects. Exit code 0 compliant, 1 non-compliant, 2 unknown or bad input.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::files::{FileError, parse_yaml, read};
 use crate::api::{ResidencyPolicy, Severity, SovereignCluster, Verdict};
 use crate::residency::policy::{QUEBEC_STRICT, quebec_strict};
 use crate::residency::{Catalog, Evaluation, Inventory, evaluate};
@@ -55,27 +56,14 @@ pub struct ScanArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{0}")]
     Catalog(#[from] crate::residency::catalog::CatalogError),
     #[error("{0}")]
     Inventory(#[from] crate::residency::inventory::InventoryError),
     #[error("cannot reach the cluster: {0}")]
     Cluster(String),
-}
-
-fn read(path: &PathBuf) -> Result<String, ScanError> {
-    std::fs::read_to_string(path).map_err(|source| ScanError::Read {
-        path: path.clone(),
-        source,
-    })
 }
 
 /// Runs the scan; the exit code carries the verdict.
@@ -117,29 +105,17 @@ pub async fn scan(args: &ScanArgs) -> Result<Evaluation, ScanError> {
     let policy = if args.policy == QUEBEC_STRICT {
         quebec_strict()
     } else {
-        let path = PathBuf::from(&args.policy);
-        let text = read(&path)?;
-        serde_yaml::from_str::<ResidencyPolicy>(&text)
-            .map_err(|e| ScanError::Parse {
-                path,
-                message: format!("not a ResidencyPolicy: {e}"),
-            })?
-            .spec
+        parse_yaml::<ResidencyPolicy>(Path::new(&args.policy), "ResidencyPolicy")?.spec
     };
     let mut inv = match &args.file {
-        Some(path) => Inventory::from_yaml(&read(path)?).map_err(|e| ScanError::Parse {
-            path: path.clone(),
-            message: e.to_string(),
-        })?,
+        Some(path) => {
+            Inventory::from_yaml(&read(path)?).map_err(|e| FileError::parse(path, e.to_string()))?
+        }
         None => live(args).await?,
     };
     let mut declared = inv.clusters.first().map(|c| c.spec.clone());
     if let Some(path) = &args.declared {
-        let text = read(path)?;
-        let c: SovereignCluster = serde_yaml::from_str(&text).map_err(|e| ScanError::Parse {
-            path: path.clone(),
-            message: format!("not a SovereignCluster: {e}"),
-        })?;
+        let c: SovereignCluster = parse_yaml(path, "SovereignCluster")?;
         declared = Some(c.spec);
     }
     inv.clusters.clear();
