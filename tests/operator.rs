@@ -412,30 +412,46 @@ async fn workloads_report_their_references_and_governance() {
         Some(("False".into(), "StalePlanHash".into()))
     );
     approve(plan.hash.clone()).await;
-    let w = reason_is("DataReplicationUnavailable").await;
-    // The objects are in the target namespace, the Deployment stopped with its count kept.
+    // Approved: objects applied at zero replicas, no volume to pre-copy, so the cutover records the
+    // source's replica counts (before touching it) and then quiesces it.
+    let w = eventually("the source recorded for cutover", || async {
+        let w = workloads.get("dossier").await.ok()?;
+        let s = w.status.clone()?;
+        (s.cutover_at.is_some() && !s.quiesced.is_empty()).then_some(w)
+    })
+    .await;
+    let quiesced = w
+        .status
+        .as_ref()
+        .map(|s| s.quiesced.clone())
+        .unwrap_or_default();
+    assert_eq!(quiesced.len(), 1, "{quiesced:?}");
+    assert_eq!(
+        (
+            quiesced[0].kind.as_str(),
+            quiesced[0].name.as_str(),
+            quiesced[0].replicas
+        ),
+        ("Deployment", "dossier-api", Some(2))
+    );
+    // The objects are in the target namespace, the Deployment created stopped with its count kept.
     let replicated: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), "sante-qc");
     let d = replicated
         .get("dossier-api")
         .await
         .expect("replicated deployment");
-    assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(0));
     let ann = d.metadata.annotations.clone().unwrap_or_default();
     assert_eq!(
         ann.get("sovereign.dev/replicas").map(String::as_str),
         Some("2")
     );
     assert!(ann.contains_key("sovereign.dev/source-uid"));
-    let source_d = deployments
-        .get("dossier-api")
-        .await
-        .expect("source deployment");
-    assert_eq!(
-        source_d.spec.as_ref().and_then(|s| s.replicas),
-        Some(2),
-        "the source is untouched"
-    );
+    eventually("the source scaled to zero", || async {
+        let d = deployments.get("dossier-api").await.ok()?;
+        (d.spec.as_ref().and_then(|s| s.replicas) == Some(0)).then_some(())
+    })
+    .await;
     let results = w
         .status
         .as_ref()
@@ -609,8 +625,11 @@ async fn workloads_report_their_references_and_governance() {
             .items
             .len(),
         1,
-        "the source is untouched"
+        "the source is still there"
     );
+    // Deleted mid-cutover: the deletion is an abort, and the source gets its replicas back.
+    let restored = deployments.get("dossier-api").await.expect("source");
+    assert_eq!(restored.spec.as_ref().and_then(|s| s.replicas), Some(2));
 
     let _ = stop_tx.send(());
     op.await.expect("join").expect("operator stops cleanly");

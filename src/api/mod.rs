@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod common;
 pub mod conditions;
+pub mod duration;
 pub mod policy;
 pub mod transfer;
 pub mod workload;

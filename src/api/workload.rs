@@ -463,6 +463,9 @@ pub struct SovereignWorkloadStatus {
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cutover_at: Option<Time>,
+    /// When the target was started and its health watch began (the health timeout counts from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifying_since: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
     /// What decommissioning removed from the source, as evidence.
@@ -495,6 +498,10 @@ pub struct PlanStatus {
     pub approved_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub computed_at: Option<Time>,
+    /// The plan hash whose objects were last applied to the target in full; a plan that did not
+    /// change is not applied again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_hash: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -642,4 +649,9 @@ pub mod keys {
     pub const REPLICAS: &str = "sovereign.dev/replicas";
     /// Whether a CronJob created suspended was suspended in the source.
     pub const SUSPENDED: &str = "sovereign.dev/suspended";
+    /// On a VolumeTransfer: the workload asks for the final pass (the source is quiesced, or in
+    /// `Copy` mode the pre-copy passes are done).
+    pub const FINAL_PASS: &str = "sovereign.dev/final-pass";
+    /// On the mover's own objects (pods, services, secrets): the VolumeTransfer they serve.
+    pub const TRANSFER: &str = "sovereign.dev/volume-transfer";
 }

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod context;
 pub mod error;
 pub mod leader;
+pub mod migration;
 pub mod status;
 pub mod workload;
 

@@ -19,9 +19,11 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::context::{Context, FINALIZER};
 use super::error::{Error, Result};
+use super::migration;
 use super::status;
 use crate::api::conditions::{
-    self, APPROVED, Desired, READY, RECONCILING, RESIDENCY_COMPLIANT, STALLED, WITHIN_BUDGET,
+    self, APPROVED, DATA_SYNCED, Desired, READY, RECONCILING, RESIDENCY_COMPLIANT, STALLED,
+    WITHIN_BUDGET,
 };
 use crate::api::policy::Enforcement;
 use crate::api::workload::ResidencyStatus;
@@ -155,19 +157,69 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
             .map_err(read("the ResidencyPolicy"))?
             .map(Arc::new),
     };
+    let old = w.status.clone().unwrap_or_default();
+    if migration::in_flight(&old, w.spec.mode) {
+        // Past replication the plan is frozen: the source is being (or was) quiesced, and re-planning
+        // from it would describe a stopped workload. Both clusters and the status say where we are.
+        return drive(w, &refs, ctx, old).await;
+    }
     // plan: references and residency first, then the migration plan from the source's objects
     let mut decision = plan(&w, &refs);
     let mut planned = None;
     let mut applied: Option<Vec<ObjectResult>> = None;
+    let mut edit = migration::Edit::default();
+    let mut requeue = None;
+    let mut applied_hash = None;
     if decision.phase == Phase::Planning {
         match plan_source(&w, &refs, ctx).await {
             Ok(p) => {
                 let (estimate, budget) = price(&w, &refs, &p);
                 decision = after_plan(&w, decision, &p, budget.as_ref());
                 if decision.phase == Phase::Replicating {
-                    let (d, results) = replicate(&w, &refs, ctx, decision, &p).await;
+                    let already = old.plan.as_ref().and_then(|o| o.applied_hash.as_deref())
+                        == Some(p.hash.as_str());
+                    let (d, results) = replicate(&w, &refs, ctx, decision, &p, already).await;
                     decision = d;
+                    if results
+                        .as_ref()
+                        .is_some_and(|r| r.iter().all(|o| o.result != ObjectOutcome::Failed))
+                    {
+                        applied_hash = Some(p.hash.clone());
+                    }
                     applied = results;
+                    if decision.phase == Phase::Replicating
+                        && decision
+                            .conditions
+                            .iter()
+                            .any(|c| c.type_ == READY && c.reason == "ObjectsApplied")
+                    {
+                        // Objects are in the target: the volumes come next.
+                        let keep: Vec<Desired> = decision.conditions.clone();
+                        match migration::replicate_volumes(&w, &ctx.client, &p.volumes).await {
+                            Ok(step) => {
+                                decision = step.decision;
+                                decision.conditions.extend(keep.into_iter().filter(|c| {
+                                    ![READY, RECONCILING, STALLED, DATA_SYNCED].contains(&c.type_)
+                                }));
+                                edit = step.edit;
+                                requeue = Some(step.requeue);
+                            }
+                            Err(e) => {
+                                let message = e.to_string();
+                                decision.message = message.clone();
+                                decision
+                                    .conditions
+                                    .retain(|c| ![READY, RECONCILING, STALLED].contains(&c.type_));
+                                decision.conditions.extend(kstatus(
+                                    false,
+                                    "TransfersUnavailable",
+                                    &message,
+                                    true,
+                                    false,
+                                ));
+                            }
+                        }
+                    }
                 }
                 planned = Some((p, estimate, budget));
             }
@@ -186,7 +238,6 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
         }
     }
     let now = Time(Timestamp::now());
-    let old = w.status.clone().unwrap_or_default();
     let plan = decision;
     let mut status = render_status(&w, &old, &plan, &now);
     if let Some(results) = applied {
@@ -202,21 +253,6 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
             .as_ref()
             .map(|(p, ..)| i64::try_from(p.bytes()).unwrap_or(i64::MAX))
             .unwrap_or(0);
-        // Objects are the first half of the work, the volumes' bytes the second.
-        let bytes_part = if progress.bytes_total > 0 {
-            progress.bytes_done as f64 / progress.bytes_total as f64
-        } else {
-            1.0
-        };
-        let objects_part = if total > 0 {
-            done as f64 / total as f64
-        } else {
-            1.0
-        };
-        progress.percent = ((objects_part * 0.5 + bytes_part * 0.5) * 100.0)
-            .floor()
-            .clamp(0.0, 100.0) as i32;
-        progress.display = Some(format!("{}%", progress.percent));
         status.progress = Some(progress);
         let mut results = results;
         // Failures first, bounded: the status stays small whatever the namespace holds.
@@ -228,13 +264,19 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
         }
     }
     if let Some((p, estimate, _)) = &planned {
-        status.plan = Some(plan_status(&w, old.plan.as_ref(), p, &now));
+        let mut ps = plan_status(&w, old.plan.as_ref(), p, &now);
+        if applied_hash.is_some() {
+            ps.applied_hash = applied_hash.clone();
+        }
+        status.plan = Some(ps);
         if let Some(e) = estimate {
             status.cost = Some(cost::cost_status(&e.currency, Some(e), None));
             ctx.metrics
                 .set_migration_cost(&key, "estimated", e.one_time.total);
         }
     }
+    edit.apply(&mut status);
+    set_percent(&mut status);
     // act
     let api: Api<SovereignWorkload> =
         Api::namespaced(ctx.client.clone(), &w.namespace().unwrap_or_default());
@@ -242,73 +284,147 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
     if let Some(ev) = transition_event(&old, &status) {
         publish(ctx, &w, ev).await;
     }
-    // The watches on clusters and policies wake the workload when a reference changes; the requeue
-    // is a safety net, sooner while waiting on something that fixes itself.
+    // The watches on clusters, policies and transfers wake the workload when something changes; the
+    // requeue is a safety net, sooner while waiting on something that fixes itself.
     let waiting = conditions::is_true(&status.conditions, RECONCILING);
-    Ok(Action::requeue(Duration::from_secs(if waiting {
-        30
+    Ok(Action::requeue(requeue.unwrap_or(Duration::from_secs(
+        if waiting { 30 } else { 300 },
+    ))))
+}
+
+/// Objects are the first half of the work, the volumes' bytes the second; a finished migration is
+/// at 100%.
+fn set_percent(status: &mut SovereignWorkloadStatus) {
+    let Some(progress) = status.progress.as_mut() else {
+        return;
+    };
+    let bytes_part = if progress.bytes_total > 0 {
+        (progress.bytes_done as f64 / progress.bytes_total as f64).min(1.0)
     } else {
-        300
-    })))
+        1.0
+    };
+    let objects_part = if progress.objects_total > 0 {
+        progress.objects_done as f64 / progress.objects_total as f64
+    } else {
+        1.0
+    };
+    let mut percent = ((objects_part * 0.5 + bytes_part * 0.5) * 100.0)
+        .floor()
+        .clamp(0.0, 100.0) as i32;
+    match status.phase {
+        Some(Phase::Completed) => percent = 100,
+        // Not done until verified.
+        _ => percent = percent.min(99),
+    }
+    progress.percent = percent;
+    progress.display = Some(format!("{percent}%"));
+}
+
+/// One step of the phases after replication (see `migration`), and its status.
+async fn drive(
+    w: Arc<SovereignWorkload>,
+    refs: &Refs,
+    ctx: &Context,
+    old: SovereignWorkloadStatus,
+) -> Result<Action> {
+    let now = Time(Timestamp::now());
+    let phase = old.phase.unwrap_or_default();
+    let hold = |reason: &str, message: String| migration::Step {
+        decision: Decision {
+            phase,
+            message: message.clone(),
+            conditions: kstatus(false, reason, &message, true, false),
+            residency: None,
+        },
+        edit: migration::Edit::default(),
+        requeue: Duration::from_secs(10),
+    };
+    let step = match sides(&w, refs, ctx).await {
+        Ok(sides) => {
+            let catalog = ctx.catalog().await;
+            let policy = refs.policy.as_ref().map(|p| &p.spec);
+            match migration::drive(&w, &old, &ctx.client, &sides, policy, &catalog).await {
+                Ok(step) => step,
+                // A failed read or write mid-step: the step is repeated from what is observed.
+                Err(e) => hold("StepRetrying", format!("{}: {e}; retrying", phase.as_str())),
+            }
+        }
+        Err(message) => hold("ClusterUnreachable", message),
+    };
+    let mut status = render_status(&w, &old, &step.decision, &now);
+    step.edit.apply(&mut status);
+    if let Some(r) = status.residency.as_mut()
+        && r.checked_at.is_none()
+    {
+        r.checked_at = Some(now.clone());
+    }
+    set_percent(&mut status);
+    let api: Api<SovereignWorkload> =
+        Api::namespaced(ctx.client.clone(), &w.namespace().unwrap_or_default());
+    status::write(&api, &w.name_any(), &old, &status).await?;
+    if let Some(ev) = transition_event(&old, &status) {
+        publish(ctx, &w, ev).await;
+    }
+    Ok(Action::requeue(step.requeue))
+}
+
+/// Clients for both clusters and the namespaces, or a sentence saying which cannot be reached.
+async fn sides(
+    w: &SovereignWorkload,
+    refs: &Refs,
+    ctx: &Context,
+) -> Result<migration::Sides, String> {
+    let (Some(source), Some(target)) = (refs.source.as_ref(), refs.target.as_ref()) else {
+        return Err(format!(
+            "SovereignCluster {:?} or {:?} is gone; the migration waits for it",
+            w.spec.source.cluster, w.spec.target.cluster
+        ));
+    };
+    let src = remote::client_for(source, &ctx.client, &ctx.secret_namespaces)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot reach the source cluster {:?}: {e}",
+                w.spec.source.cluster
+            )
+        })?;
+    let dst = remote::client_for(target, &ctx.client, &ctx.secret_namespaces)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot reach the target cluster {:?}: {e}",
+                w.spec.target.cluster
+            )
+        })?;
+    Ok(migration::Sides {
+        source: src.client,
+        target: dst.client,
+        source_cluster: w.spec.source.cluster.clone(),
+        target_cluster: w.spec.target.cluster.clone(),
+        source_ns: w.spec.source.namespace.clone(),
+        target_ns: w
+            .spec
+            .target
+            .namespace
+            .clone()
+            .unwrap_or_else(|| w.spec.source.namespace.clone()),
+        label: format!("{}.{}", w.namespace().unwrap_or_default(), w.name_any()),
+        target_declared: Some(target.spec.clone()),
+    })
 }
 
 async fn cleanup(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
-    // A migration abandoned before cutover leaves no half-built target behind; after cutover the
-    // target is the workload, and it stays. The source is never touched by a cleanup.
+    // A completed migration's target is the workload: it stays, and so does the retained source.
+    // Deleting a migration that has not completed aborts it: the source gets back the replica
+    // counts recorded before quiescing, and the half-built target is removed. The source's objects
+    // and data are never deleted by a cleanup.
     let status = w.status.clone().unwrap_or_default();
-    let cut_over = matches!(status.phase, Some(Phase::Completed) if w.spec.mode != Mode::Plan)
-        || status.cutover_at.is_some();
+    let completed = matches!(status.phase, Some(Phase::Completed)) && w.spec.mode != Mode::Plan;
     let mut note =
         "nothing the operator created is left behind; the source was not touched".to_string();
-    if !cut_over && !status.objects.is_empty() {
-        let clusters: Api<SovereignCluster> = Api::all(ctx.client.clone());
-        let target = clusters
-            .get_opt(&w.spec.target.cluster)
-            .await
-            .map_err(|source| Error::Read {
-                what: "the target SovereignCluster",
-                kind: "SovereignWorkload",
-                name: w.name_any(),
-                source,
-            })?;
-        if let Some(target) = target {
-            let namespace = w
-                .spec
-                .target
-                .namespace
-                .clone()
-                .unwrap_or_else(|| w.spec.source.namespace.clone());
-            let label = format!("{}.{}", w.namespace().unwrap_or_default(), w.name_any());
-            match remote::client_for(&target, &ctx.client, &ctx.secret_namespaces).await {
-                Ok(access) => {
-                    match migrate::apply::remove_half_built(&access.client, &namespace, &label)
-                        .await
-                    {
-                        Ok(n) => {
-                            note = format!(
-                                "removed {n} half-built object(s) from the target namespace {namespace:?}; the source was not touched"
-                            )
-                        }
-                        Err(e) => {
-                            return Err(Error::Finalizer {
-                                kind: "SovereignWorkload",
-                                name: w.name_any(),
-                                message: format!("cannot remove the half-built target: {e}"),
-                            });
-                        }
-                    }
-                }
-                Err(e) => {
-                    return Err(Error::Finalizer {
-                        kind: "SovereignWorkload",
-                        name: w.name_any(),
-                        message: format!(
-                            "cannot reach the target to remove the half-built objects: {e}"
-                        ),
-                    });
-                }
-            }
-        }
+    let touched = !status.objects.is_empty() || status.cutover_at.is_some();
+    if !completed && touched {
+        cleanup_abort(&w, ctx, &status, &mut note).await?;
     }
     publish(
         ctx,
@@ -324,6 +440,91 @@ async fn cleanup(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
     .await;
     info!("SovereignWorkload cleaned up");
     Ok(Action::await_change())
+}
+
+/// Aborts a migration that has not completed: restores the source, removes the half-built target.
+async fn cleanup_abort(
+    w: &SovereignWorkload,
+    ctx: &Context,
+    status: &SovereignWorkloadStatus,
+    note: &mut String,
+) -> Result<()> {
+    let finalizer_error = |message: String| Error::Finalizer {
+        kind: "SovereignWorkload",
+        name: w.name_any(),
+        message,
+    };
+    {
+        let clusters: Api<SovereignCluster> = Api::all(ctx.client.clone());
+        let read = |what: &'static str| {
+            let name = w.name_any();
+            move |source| Error::Read {
+                what,
+                kind: "SovereignWorkload",
+                name,
+                source,
+            }
+        };
+        let refs = Refs {
+            source: clusters
+                .get_opt(&w.spec.source.cluster)
+                .await
+                .map_err(read("the source SovereignCluster"))?
+                .map(Arc::new),
+            target: clusters
+                .get_opt(&w.spec.target.cluster)
+                .await
+                .map_err(read("the target SovereignCluster"))?
+                .map(Arc::new),
+            policy: None,
+        };
+        if refs.source.is_none() || refs.target.is_none() {
+            *note = "a SovereignCluster of this migration is gone: nothing could be restored or removed".into();
+            return Ok(());
+        }
+        let sides = sides(w, &refs, ctx)
+            .await
+            .map_err(|m| finalizer_error(format!("cannot abort the migration cleanly: {m}")))?;
+        let mut restored = 0;
+        if w.spec.mode == Mode::Move && !status.quiesced.is_empty() {
+            let source = migration::workloads::list(
+                &sides.source,
+                &sides.source_cluster,
+                &sides.source_ns,
+                None,
+            )
+            .await
+            .map_err(|e| finalizer_error(format!("cannot restore the source: {e}")))?;
+            restored = migration::workloads::converge(
+                &sides.source,
+                &sides.source_cluster,
+                &sides.source_ns,
+                &source,
+                &status.quiesced,
+            )
+            .await
+            .map_err(|e| finalizer_error(format!("cannot restore the source: {e}")))?;
+        }
+        let removed =
+            migrate::apply::remove_half_built(&sides.target, &sides.target_ns, &sides.label)
+                .await
+                .map_err(|e| {
+                    finalizer_error(format!("cannot remove the half-built target: {e}"))
+                })?;
+        *note = format!(
+            "aborted before completion: removed {removed} half-built object(s) from the target namespace {:?}; {}",
+            sides.target_ns,
+            if restored > 0 || !status.quiesced.is_empty() {
+                format!(
+                    "the source's {} workload(s) restored to their recorded replicas",
+                    status.quiesced.len()
+                )
+            } else {
+                "the source was not touched".to_string()
+            }
+        );
+    }
+    Ok(())
 }
 
 /// The three kstatus conditions of a state: Ready, and Reconciling and Stalled, which carry the
@@ -361,6 +562,7 @@ async fn replicate(
     ctx: &Context,
     before: Decision,
     p: &MigrationPlan,
+    already_applied: bool,
 ) -> (Decision, Option<Vec<ObjectResult>>) {
     let keep: Vec<Desired> = before
         .conditions
@@ -424,6 +626,14 @@ async fn replicate(
             None,
         );
     }
+    if already_applied {
+        // The plan did not change since its objects were applied: nothing to write again.
+        let message = format!("{} object(s) in the target", p.objects.len());
+        return (
+            decide(Phase::Replicating, "ObjectsApplied", message, true, false),
+            None,
+        );
+    }
     match migrate::apply::apply(&dst.client, p, &target_namespace).await {
         Ok(results) => {
             let failed: Vec<&ObjectResult> = results
@@ -445,18 +655,11 @@ async fn replicate(
                 );
             }
             let message = format!(
-                "{} object(s) applied in the target namespace {target_namespace:?}, workloads at zero replicas; moving the volumes' data ({} volume(s)) is not orchestrated in this build yet",
+                "{} object(s) applied in the target namespace {target_namespace:?}, workloads at zero replicas",
                 results.len(),
-                p.volumes.len()
             );
             (
-                decide(
-                    Phase::Replicating,
-                    "DataReplicationUnavailable",
-                    message,
-                    true,
-                    false,
-                ),
+                decide(Phase::Replicating, "ObjectsApplied", message, true, false),
                 Some(results),
             )
         }
@@ -763,6 +966,7 @@ pub fn plan_status(
         } else {
             Some(now.clone())
         },
+        applied_hash: old.and_then(|o| o.applied_hash.clone()),
     }
 }
 

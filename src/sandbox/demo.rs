@@ -212,7 +212,7 @@ pub async fn follow(
                 summary(&s);
                 return Ok((Outcome::Completed, operator));
             }
-            if reason == "DataReplicationUnavailable" || stalled || phase == "Paused" {
+            if stalled || phase == "Paused" || phase == "RolledBack" || phase == "Failed" {
                 summary(&s);
                 return Ok((
                     Outcome::Stopped(format!("{reason}: {}", s.message.unwrap_or_default())),
