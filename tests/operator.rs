@@ -70,6 +70,7 @@ fn args(identity: &str) -> RunArgs {
         cluster_policy: "quebec-strict".into(),
         catalog_configmap: None,
         concurrency: 2,
+        mover_image: sovereign::controller::context::DEFAULT_MOVER_IMAGE.into(),
     }
 }
 

@@ -108,6 +108,9 @@ pub struct VolumeTransferStatus {
     /// The pass under way or last finished (1-based); the final pass is the last.
     #[serde(default)]
     pub pass: i32,
+    /// The attempt of the current pass (a sender that failed is retried, up to a limit).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: i32,
     /// Whether the current pass is the final one (source quiesced).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub final_pass: bool,
@@ -143,6 +146,10 @@ pub struct VolumeTransferStatus {
     /// Human-readable figures for the printer columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<TransferDisplay>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

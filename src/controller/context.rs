@@ -20,6 +20,11 @@ use crate::telemetry::Metrics;
 pub const FIELD_MANAGER: &str = "sovereign-operator";
 /// The finalizer the operator puts on the objects it must clean up after.
 pub const FINALIZER: &str = "sovereign.dev/cleanup";
+/// The mover's image: the operator's own, at the operator's version.
+pub const DEFAULT_MOVER_IMAGE: &str = concat!(
+    "ghcr.io/sovereign-dev/sovereign-operator:",
+    env!("CARGO_PKG_VERSION")
+);
 
 pub struct Context {
     pub client: Client,
@@ -36,6 +41,9 @@ pub struct Context {
     pub cluster_policy: String,
     /// `namespace/name` of a ConfigMap whose `catalog.yaml` overrides the residency catalog.
     pub catalog_configmap: Option<(String, String)>,
+    /// The image the mover pods run (this project's own image).
+    pub mover_image: String,
+    pub transfer_recorder: Recorder,
     retries: Mutex<HashMap<String, u32>>,
     probes: Mutex<HashMap<String, (String, Instant)>>,
     catalog_cache: Mutex<Option<(String, Arc<Catalog>)>>,
@@ -82,6 +90,11 @@ impl Context {
                 client.clone(),
                 reporter("sovereign-operator/sovereignworkload"),
             ),
+            transfer_recorder: Recorder::new(
+                client.clone(),
+                reporter("sovereign-operator/volumetransfer"),
+            ),
+            mover_image: DEFAULT_MOVER_IMAGE.to_string(),
             client,
             metrics,
             secret_namespaces,

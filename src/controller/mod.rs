@@ -7,6 +7,7 @@ pub mod error;
 pub mod leader;
 pub mod migration;
 pub mod status;
+pub mod transfer;
 pub mod workload;
 
 use std::net::SocketAddr;
@@ -71,6 +72,9 @@ pub struct RunArgs {
     /// Reconciliations run at once per controller.
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
+    /// The image of the mover pods (this project's own image).
+    #[arg(long, env = "SOVEREIGN_MOVER_IMAGE", default_value = context::DEFAULT_MOVER_IMAGE)]
+    pub mover_image: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +277,7 @@ async fn run_controllers(
         policies.clone(),
     );
     ctx.cluster_policy = args.cluster_policy.clone();
+    ctx.mover_image = args.mover_image.clone();
     ctx.catalog_configmap = args
         .catalog_configmap
         .clone()
@@ -339,6 +344,15 @@ async fn run_controllers(
         .run(workload::reconcile, workload::error_policy, ctx.clone())
         .for_each(|r| async move { log_result(r) });
 
+    let transfers_fut = Controller::new(
+        Api::<VolumeTransfer>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(ControllerConfig::default().concurrency(args.concurrency))
+    .graceful_shutdown_on(stop())
+    .run(transfer::reconcile, transfer::error_policy, ctx.clone())
+    .for_each(|r| async move { log_result(r) });
+
     let stop_policies = stop();
     let policies_fut = async move {
         let drain = policy_stream.for_each(|_| async {});
@@ -348,7 +362,7 @@ async fn run_controllers(
         }
     };
     info!("controllers started");
-    tokio::join!(clusters_fut, workloads_fut, policies_fut);
+    tokio::join!(clusters_fut, workloads_fut, transfers_fut, policies_fut);
 }
 
 fn log_result<K: kube::Resource, E: std::fmt::Display>(

@@ -179,6 +179,7 @@ pub async fn follow(
         cluster_policy: "quebec-strict".into(),
         catalog_configmap: None,
         concurrency: 4,
+        mover_image: crate::controller::context::DEFAULT_MOVER_IMAGE.into(),
     };
     let operator_client = client.clone();
     let operator = tokio::spawn(async move {

@@ -17,6 +17,7 @@ use crate::api::workload::Phase;
 pub enum ControllerName {
     SovereignCluster,
     SovereignWorkload,
+    VolumeTransfer,
 }
 
 impl EncodeLabelValue for ControllerName {
@@ -28,6 +29,7 @@ impl EncodeLabelValue for ControllerName {
         encoder.write_str(match self {
             ControllerName::SovereignCluster => "sovereigncluster",
             ControllerName::SovereignWorkload => "sovereignworkload",
+            ControllerName::VolumeTransfer => "volumetransfer",
         })
     }
 }
