@@ -94,6 +94,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
     pub dry_run: bool,
+    /// `gracePeriodSeconds`: for pods, how long the kubelet waits before killing (0: at once).
+    pub grace_period: Option<i64>,
 }
 
 impl DeleteOptions {
@@ -116,6 +118,7 @@ impl DeleteOptions {
             .get("dryRun")
             .and_then(Value::as_array)
             .is_some_and(|a| a.iter().any(|v| v == "All"));
+        o.grace_period = body.get("gracePeriodSeconds").and_then(Value::as_i64);
         Ok(o)
     }
 }
@@ -190,7 +193,13 @@ pub struct Cluster {
     pub gc_wakeup: Notify,
     /// Container logs served by `pods/log`, keyed by (namespace, pod, container).
     pub logs: RwLock<HashMap<(String, String, String), String>>,
+    /// Log files of containers the sandbox's kubelet runs as processes, same keys as `logs`.
+    pub log_files: RwLock<HashMap<(String, String, String), std::path::PathBuf>>,
+    /// A kubelet runs: deleting a scheduled pod is graceful (deletionTimestamp first, then the
+    /// kubelet removes it once its containers stopped), as on a real cluster.
+    pub kubelet: std::sync::atomic::AtomicBool,
     next_ip: std::sync::atomic::AtomicU32,
+    next_node_port: std::sync::atomic::AtomicU32,
 }
 
 impl Cluster {
@@ -203,7 +212,10 @@ impl Cluster {
             settings: RwLock::new(Settings::default()),
             gc_wakeup: Notify::new(),
             logs: RwLock::new(HashMap::new()),
+            log_files: RwLock::new(HashMap::new()),
+            kubelet: std::sync::atomic::AtomicBool::new(false),
             next_ip: std::sync::atomic::AtomicU32::new(1),
+            next_node_port: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -753,6 +765,11 @@ impl Cluster {
                     ));
                 }
             if meta::is_deleting(old) {
+                // A shorter grace period takes over (the kubelet's final delete uses 0).
+                let is_pod = res.group.is_empty() && res.plural == "pods";
+                if is_pod && opts.grace_period == Some(0) && meta::finalizers(old).is_empty() {
+                    return Ok(Outcome::Delete);
+                }
                 return Ok(Outcome::Keep);
             }
             let mut new = (**old).clone();
@@ -767,12 +784,13 @@ impl Cluster {
             if is_crd {
                 push_unique(&mut finalizers, "customresourcecleanup.apiextensions.k8s.io");
             }
-            if finalizers.is_empty() && !is_namespace {
+            let grace = self.pod_grace_period(res, old, opts);
+            if finalizers.is_empty() && !is_namespace && grace == 0 {
                 return Ok(Outcome::Delete);
             }
             let m = ensure_meta(&mut new);
-            m.insert("deletionTimestamp".into(), json!(meta::now()));
-            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            m.insert("deletionTimestamp".into(), json!(meta::timestamp_in(grace)));
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
             if !finalizers.is_empty() {
                 m.insert("finalizers".into(), json!(finalizers));
             }
@@ -792,6 +810,33 @@ impl Cluster {
             }
             Written::Nothing => Err(ApiError::not_found(res, name)),
         }
+    }
+
+    /// The grace period of a delete: non-zero only for a pod a running kubelet must stop first
+    /// (scheduled, not finished), as the apiserver does; 0 deletes at once.
+    fn pod_grace_period(&self, res: &ResourceInfo, pod: &Value, opts: &DeleteOptions) -> i64 {
+        let is_pod = res.group.is_empty() && res.plural == "pods";
+        if !is_pod || !self.kubelet.load(std::sync::atomic::Ordering::SeqCst) {
+            return 0;
+        }
+        let scheduled = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let finished = matches!(
+            pod.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        );
+        if !scheduled || finished {
+            return 0;
+        }
+        opts.grace_period
+            .or_else(|| {
+                pod.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(30)
+            .max(0)
     }
 
     /// DELETE on a collection: delete every matching object; returns the list of what was deleted.
@@ -855,6 +900,14 @@ impl Cluster {
             }
             _ => {}
         }
+    }
+
+    /// Allocate a NodePort (30000-32767, the default service-node-port-range), in order.
+    fn next_node_port(&self) -> u32 {
+        let n = self
+            .next_node_port
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        30000 + n % 2768
     }
 
     /// Allocate a ClusterIP for a Service.
@@ -1078,6 +1131,18 @@ fn builtin_defaults(res: &ResourceInfo, obj: &mut Value, cluster: &Cluster, crea
                     {
                         p["targetPort"] = port;
                     }
+                }
+            }
+            let exposed = matches!(
+                obj.pointer("/spec/type").and_then(Value::as_str),
+                Some("NodePort" | "LoadBalancer")
+            );
+            if creating
+                && exposed
+                && let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut)
+            {
+                for p in ports.iter_mut().filter(|p| p.get("nodePort").is_none()) {
+                    p["nodePort"] = json!(cluster.next_node_port());
                 }
             }
             if obj.get("status").is_none() {
@@ -1361,6 +1426,16 @@ fn unchanged(old: &Value, new: &Value) -> bool {
 
 fn deletion_complete(res: &ResourceInfo, obj: &Value) -> bool {
     if !meta::finalizers(obj).is_empty() {
+        return false;
+    }
+    // A pod deleted gracefully goes when its kubelet deletes it again with no grace period.
+    if res.group.is_empty()
+        && res.plural == "pods"
+        && obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_some_and(|g| g > 0)
+    {
         return false;
     }
     if res.group.is_empty() && res.plural == "namespaces" {

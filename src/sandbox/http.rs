@@ -95,7 +95,7 @@ fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
-fn respond(code: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+pub(super) fn respond(code: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
@@ -493,11 +493,22 @@ async fn resource_request(
                         .map(String::from)
                 })
                 .unwrap_or_default();
+            let key = (ns.to_string(), name.to_string(), container);
+            let file = cluster
+                .log_files
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .cloned();
+            if let Some(path) = file {
+                let tail = ctx.q("tailLines").and_then(|t| t.parse().ok());
+                return super::logs::serve(cluster, &key, path, ctx.flag("follow"), tail).await;
+            }
             let logs = cluster
                 .logs
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&(ns.to_string(), name.to_string(), container))
+                .get(&key)
                 .cloned()
                 .unwrap_or_default();
             Ok(respond(200, "text/plain", logs))
@@ -654,6 +665,9 @@ fn delete_options(ctx: &Ctx, body: &Bytes) -> Result<DeleteOptions, ApiError> {
     }
     if ctx.q("dryRun") == Some("All") {
         opts.dry_run = true;
+    }
+    if let Some(g) = ctx.q("gracePeriodSeconds").and_then(|g| g.parse().ok()) {
+        opts.grace_period = Some(g);
     }
     Ok(opts)
 }

@@ -9,6 +9,20 @@ pub fn now() -> String {
         .to_string()
 }
 
+/// `seconds` from now, in the same format (deletionTimestamp is when the grace period ends).
+pub fn timestamp_in(seconds: i64) -> String {
+    let t = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(seconds))
+        .unwrap_or_else(|_| jiff::Timestamp::now());
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Seconds since a timestamp the apiserver wrote (None when absent or unparsable).
+pub fn age_seconds(ts: &str) -> Option<f64> {
+    let t: jiff::Timestamp = ts.parse().ok()?;
+    Some(jiff::Timestamp::now().duration_since(t).as_secs_f64())
+}
+
 pub fn new_uid() -> String {
     uuid::Uuid::new_v4().to_string()
 }

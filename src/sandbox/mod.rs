@@ -6,11 +6,14 @@
 //! also the in-process API for controllers) → `http` (routing, negotiation, watches). Around
 //! them: `registry` (kinds), `schema` (CRD validation and CEL), `patch` and `apply` (patches and
 //! server-side apply), `table`, `discovery`, `openapi`, `gc`, `faults`, `protobuf`, `kubeconfig`,
-//! `seed`, and `cli` (`sovereign sandbox`).
+//! `seed`, and `cli` (`sovereign sandbox`). `controllers` makes the cluster behave: workloads
+//! create pods, the scheduler places them, volumes bind to real directories, Services get
+//! addresses and a proxy, and the kubelet runs the project's own image as real processes.
 
 pub mod api;
 pub mod apply;
 pub mod cli;
+pub mod controllers;
 pub mod demo;
 pub mod discovery;
 pub mod errors;
@@ -18,6 +21,7 @@ pub mod faults;
 pub mod gc;
 pub mod http;
 pub mod kubeconfig;
+pub mod logs;
 pub mod meta;
 pub mod openapi;
 pub mod patch;
@@ -30,6 +34,7 @@ pub mod store;
 pub mod table;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -39,8 +44,66 @@ pub use api::{
     Cluster, DeleteOptions, Deleted, FieldValidation, ListOptions, Propagation, Settings, Sub,
     WriteOptions, WriteResult,
 };
+pub use controllers::ExecImage;
 pub use errors::{ApiError, SandboxError};
 pub use faults::Faults;
+
+/// How a simulated cluster is built.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Where the cluster keeps its files: `<data_dir>/<cluster name>/` holds the volumes, the
+    /// pods' directories and the containers' logs.
+    pub data_dir: PathBuf,
+    /// Remove `<data_dir>/<cluster name>/` on shutdown.
+    pub remove_on_shutdown: bool,
+    /// The binary executable images run. None: the running executable when it is the
+    /// `sovereign` binary itself (a test harness is not: tests set
+    /// `env!("CARGO_BIN_EXE_sovereign")`), else executable images are only simulated.
+    pub exec_binary: Option<PathBuf>,
+    /// Which images run for real (default: repositories ending in `/sovereign-operator` or
+    /// `/sovereign`).
+    pub exec_images: Vec<ExecImage>,
+    /// Run the simulated controllers, scheduler, kubelet and kube-proxy. Without them objects
+    /// are only stored, as on an apiserver with no controller manager.
+    pub controllers: bool,
+}
+
+impl SimOptions {
+    /// A data directory under the system temp dir, unique to this cluster, removed on shutdown.
+    pub fn temporary() -> SimOptions {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!(
+            "sovereign-sandbox-{}-{n}-{}",
+            std::process::id(),
+            meta::random_suffix()
+        ));
+        SimOptions {
+            data_dir: dir,
+            remove_on_shutdown: true,
+            exec_binary: None,
+            exec_images: ExecImage::defaults(),
+            controllers: true,
+        }
+    }
+
+    /// A data directory that stays (the `sovereign sandbox` command's `--dir`).
+    pub fn in_dir(dir: &Path) -> SimOptions {
+        SimOptions {
+            data_dir: dir.to_path_buf(),
+            remove_on_shutdown: false,
+            ..SimOptions::temporary()
+        }
+    }
+
+    fn binary(&self) -> Option<PathBuf> {
+        if let Some(b) = &self.exec_binary {
+            return Some(b.clone());
+        }
+        let exe = std::env::current_exe().ok()?;
+        (exe.file_stem().and_then(|s| s.to_str()) == Some("sovereign")).then_some(exe)
+    }
+}
 
 /// One simulated cluster, served over HTTP on loopback until `shutdown`.
 pub struct SimCluster {
@@ -50,16 +113,28 @@ pub struct SimCluster {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     gc: tokio::task::JoinHandle<()>,
+    host: Arc<controllers::Host>,
+    controllers: Vec<tokio::task::JoinHandle<()>>,
+    remove_on_shutdown: bool,
 }
 
 impl SimCluster {
-    /// Binds 127.0.0.1:0 and serves until shutdown.
+    /// Binds 127.0.0.1:0 and serves until shutdown, with a temporary data directory.
     pub async fn start(name: &str) -> Result<SimCluster, SandboxError> {
         Self::start_on(name, SocketAddr::from(([127, 0, 0, 1], 0))).await
     }
 
-    /// Binds the given address and serves until shutdown.
+    /// Binds the given address and serves until shutdown, with a temporary data directory.
     pub async fn start_on(name: &str, addr: SocketAddr) -> Result<SimCluster, SandboxError> {
+        Self::start_with(name, addr, SimOptions::temporary()).await
+    }
+
+    /// Binds the given address and serves until shutdown, built as the options say.
+    pub async fn start_with(
+        name: &str,
+        addr: SocketAddr,
+        options: SimOptions,
+    ) -> Result<SimCluster, SandboxError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| SandboxError::Bind {
@@ -73,7 +148,24 @@ impl SimCluster {
         let (shutdown, rx) = watch::channel(false);
         let server = tokio::spawn(http::serve(listener, cluster.clone(), rx));
         let gc = tokio::spawn(gc::run(Arc::downgrade(&cluster)));
-        tracing::info!(cluster = name, %addr, "simulated cluster serving");
+        let dir = options.data_dir.join(name);
+        std::fs::create_dir_all(&dir)?;
+        let host = Arc::new(controllers::Host {
+            dir,
+            net: controllers::net::Block::reserve(),
+            exec: controllers::exec::ExecConfig {
+                images: options.exec_images.clone(),
+                binary: options.binary(),
+            },
+            processes: Default::default(),
+            api_addr: addr,
+        });
+        let tasks = if options.controllers {
+            controllers::start(&cluster, &host)
+        } else {
+            Vec::new()
+        };
+        tracing::info!(cluster = name, %addr, dir = %host.dir.display(), "simulated cluster serving");
         Ok(SimCluster {
             name: name.to_string(),
             addr,
@@ -81,7 +173,27 @@ impl SimCluster {
             shutdown,
             server,
             gc,
+            host,
+            controllers: tasks,
+            remove_on_shutdown: options.remove_on_shutdown,
         })
+    }
+
+    /// `<data_dir>/<cluster name>`: the cluster's volumes, pod directories and logs.
+    pub fn data_dir(&self) -> &Path {
+        self.host.dir()
+    }
+
+    /// The directory behind a bound PersistentVolumeClaim (None while it is not bound): what
+    /// seeders write and tests read, the same files executed pods see at the claim's mountPath.
+    pub fn volume_path(&self, namespace: &str, pvc: &str) -> Option<PathBuf> {
+        controllers::volumes::claim_dir(&self.cluster, namespace, pvc).filter(|p| p.is_dir())
+    }
+
+    /// The second octet of this cluster's loopback addresses (pods, nodes, load balancers are
+    /// all in `127.<octet>.0.0/16`).
+    pub fn loopback_octet(&self) -> u8 {
+        self.host.net.octet()
     }
 
     pub fn name(&self) -> &str {
@@ -147,12 +259,32 @@ impl SimCluster {
             .unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// Stop serving: open connections and watches end.
+    /// Stop serving: open connections and watches end, controllers stop, every process the
+    /// kubelet started is killed and reaped, and a temporary data directory is removed.
     pub async fn shutdown(self) {
+        for t in &self.controllers {
+            t.abort();
+        }
+        for t in self.controllers {
+            let _ = t.await;
+        }
+        self.host.processes.kill_all().await;
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         self.gc.abort();
         let _ = self.gc.await;
+        if self.remove_on_shutdown
+            && let Err(e) = std::fs::remove_dir_all(&self.host.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %self.host.dir.display(), error = %e, "cannot remove the sandbox's data");
+        }
+        if self.remove_on_shutdown
+            && let Some(parent) = self.host.dir.parent()
+        {
+            // The per-cluster temporary parent, when nothing else is left in it.
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 }
 
