@@ -15,6 +15,7 @@ pub mod apply;
 pub mod cli;
 pub mod controllers;
 pub mod demo;
+pub mod demo_data;
 pub mod discovery;
 pub mod errors;
 pub mod faults;
