@@ -393,12 +393,10 @@ spec:
         .await,
         "nginx:1.29"
     );
-    // wait on a condition and a jsonpath, once a "controller" (the test) writes status
-    let dep = env.cluster.api().resource("apps", "deployments").unwrap();
-    env.cluster
-        .api()
-        .patch(&dep, "default", "web", sovereign::sandbox::patch::PatchType::Merge, br#"{"status":{"observedGeneration":99,"replicas":1,"readyReplicas":1,"conditions":[{"type":"Available","status":"True","reason":"MinimumReplicasAvailable","message":"ok"}]}}"#, sovereign::sandbox::Sub::Status, &Default::default())
-        .unwrap();
+    // wait on a condition and a jsonpath: the cluster had no node, so nothing ran; once nodes
+    // join, the scheduler places the pods, the kubelet runs them and the Deployment controller
+    // reports the Deployment Available.
+    sovereign::sandbox::seed::qc_sovereign(env.cluster.api()).unwrap();
     env.ok(&[
         "wait",
         "--for=condition=Available",

@@ -4,16 +4,21 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::{SandboxError, SimCluster, demo, seed, write_kubeconfig};
+use super::{SandboxError, SimCluster, SimOptions, demo, demo_data, seed, write_kubeconfig};
 
 #[derive(clap::Args, Debug)]
 pub struct SandboxArgs {
     /// Only serve the clusters; do not run the migration.
     #[arg(long)]
     pub no_migrate: bool,
-    /// Working directory of the sandbox.
+    /// Working directory of the sandbox: the kubeconfig, and per cluster its volumes' files,
+    /// pod directories and container logs.
     #[arg(long, default_value = "./sandbox")]
     pub dir: PathBuf,
+    /// Total size of the files written into the sample application's volumes (e.g. 64MiB,
+    /// 1GiB, 0).
+    #[arg(long, default_value = "64MiB", value_parser = demo_data::parse_size)]
+    pub data_size: u64,
     /// Where to write the kubeconfig (default: <dir>/kubeconfig).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -56,15 +61,17 @@ pub fn run(args: &SandboxArgs) -> Result<(), SandboxCliError> {
 }
 
 async fn serve(args: &SandboxArgs) -> Result<(), SandboxCliError> {
-    let source = SimCluster::start_on(
+    let source = SimCluster::start_with(
         "source",
         SocketAddr::from(([127, 0, 0, 1], args.source_port)),
+        SimOptions::in_dir(&args.dir),
     )
     .await?;
     seed::eks_us_east_1(source.api()).map_err(SandboxError::from)?;
-    let target = SimCluster::start_on(
+    let target = SimCluster::start_with(
         "target",
         SocketAddr::from(([127, 0, 0, 1], args.target_port)),
+        SimOptions::in_dir(&args.dir),
     )
     .await?;
     if args.target_profile == "ovh-bhs5" {
@@ -111,6 +118,11 @@ async fn serve(args: &SandboxArgs) -> Result<(), SandboxCliError> {
             demo::WORKLOAD
         );
         demo::seed_application(&source)?;
+        demo_data::write(&source, "sante", args.data_size).await?;
+        println!(
+            "  wrote {} MiB of sample data into the application's volumes",
+            args.data_size >> 20
+        );
         demo::register(&source, &target, &args.target_profile)?;
         let (outcome, task) = demo::follow(&target).await?;
         operator = Some(task);

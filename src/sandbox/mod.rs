@@ -15,6 +15,7 @@ pub mod apply;
 pub mod cli;
 pub mod controllers;
 pub mod demo;
+pub mod demo_data;
 pub mod discovery;
 pub mod errors;
 pub mod faults;
@@ -115,7 +116,32 @@ pub struct SimCluster {
     gc: tokio::task::JoinHandle<()>,
     host: Arc<controllers::Host>,
     controllers: Vec<tokio::task::JoinHandle<()>>,
-    remove_on_shutdown: bool,
+    /// Declared last: removed after everything else stopped, also when a test drops the
+    /// cluster without `shutdown` (its child processes die with their supervisors' runtime).
+    _data: DataDir,
+}
+
+/// A temporary data directory, removed when dropped (kept when it is the user's `--dir`).
+struct DataDir {
+    dir: PathBuf,
+    remove: bool,
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if !self.remove {
+            return;
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove the sandbox's data");
+        }
+        // The per-cluster temporary parent, when nothing else is left in it.
+        if let Some(parent) = self.dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
 }
 
 impl SimCluster {
@@ -150,6 +176,10 @@ impl SimCluster {
         let gc = tokio::spawn(gc::run(Arc::downgrade(&cluster)));
         let dir = options.data_dir.join(name);
         std::fs::create_dir_all(&dir)?;
+        let data = DataDir {
+            dir: dir.clone(),
+            remove: options.remove_on_shutdown,
+        };
         let host = Arc::new(controllers::Host {
             dir,
             net: controllers::net::Block::reserve(),
@@ -175,7 +205,7 @@ impl SimCluster {
             gc,
             host,
             controllers: tasks,
-            remove_on_shutdown: options.remove_on_shutdown,
+            _data: data,
         })
     }
 
@@ -273,18 +303,6 @@ impl SimCluster {
         let _ = self.server.await;
         self.gc.abort();
         let _ = self.gc.await;
-        if self.remove_on_shutdown
-            && let Err(e) = std::fs::remove_dir_all(&self.host.dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(dir = %self.host.dir.display(), error = %e, "cannot remove the sandbox's data");
-        }
-        if self.remove_on_shutdown
-            && let Some(parent) = self.host.dir.parent()
-        {
-            // The per-cluster temporary parent, when nothing else is left in it.
-            let _ = std::fs::remove_dir(parent);
-        }
     }
 }
 
