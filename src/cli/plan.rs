@@ -144,7 +144,13 @@ pub fn build(args: &PlanArgs) -> Result<Report, PlanError> {
         storage_class_map: &spec.target.storage_class_map,
         target_storage_classes: &target_status.storage_classes,
         image_rewrites: &spec.target.image_rewrites,
-        target_region: target.spec.region.as_deref(),
+        // As in the operator: only a region the target's nodes are seen to carry.
+        target_region: target_status
+            .nodes
+            .as_ref()
+            .filter(|n| n.regions.len() == 1)
+            .and_then(|n| n.regions.first())
+            .map(String::as_str),
         patches: &spec.target.patches,
         workload: &workload_key,
         catalog,

@@ -199,7 +199,12 @@ pub async fn run_with(
         async move {
             tokio::select! {
                 _ = stopped => {},
-                _ = lost_rx.wait_for(|l| *l) => {},
+                // Without leader election nothing sends: a closed channel is not a lost lease.
+                _ = async {
+                    if lost_rx.wait_for(|l| *l).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => {},
             }
         }
     };

@@ -707,7 +707,14 @@ async fn plan_source(
         .as_ref()
         .and_then(|t| t.status.clone())
         .unwrap_or_default();
-    let target_region = target.region.as_deref().filter(|r| !r.contains(','));
+    // Only a region the target's nodes carry as a label can pin a pod there; a declared region
+    // no node shows would leave every pod Pending.
+    let target_region = target
+        .nodes
+        .as_ref()
+        .filter(|n| n.regions.len() == 1)
+        .and_then(|n| n.regions.first())
+        .map(String::as_str);
     let target_namespace = w
         .spec
         .target

@@ -32,6 +32,12 @@ pub fn options() -> SimOptions {
 /// Both clusters, the application seeded with files in its volumes, everything registered; the
 /// workload's spec is `demo::register`'s with `patch` merged over it (before any operator runs).
 pub async fn start(patch: Value) -> Sandbox {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "sovereign=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let source = SimCluster::start_with("source", any, options()).await.expect("source");
     seed::eks_us_east_1(source.api()).expect("seed source");
@@ -110,10 +116,13 @@ impl Sandbox {
             mover_image: sovereign::controller::context::DEFAULT_MOVER_IMAGE.into(),
         };
         let task = tokio::spawn(async move {
-            let _ = run_with(client, args, async {
+            if let Err(e) = run_with(client, args, async {
                 let _ = rx.await;
             })
-            .await;
+            .await
+            {
+                eprintln!("[operator] stopped with an error: {e}");
+            }
         });
         (tx, task)
     }

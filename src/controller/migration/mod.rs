@@ -524,9 +524,8 @@ async fn verify(
             Phase::Verifying,
             "WaitingForTarget",
             format!(
-                "{} target workload(s) not ready yet ({}s of {timeout}): {why}",
+                "{} target workload(s) not ready yet (rolling back if still so {timeout} after the start): {why}",
                 unhealthy.len(),
-                waited.as_secs()
             ),
             SOON,
         ));
