@@ -52,3 +52,44 @@ async fn the_receiver_replaces_and_removes_what_the_source_does_not_have() {
     assert_same_tree(src.path(), dst.path());
     rx.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sender_cache_skips_unchanged_files_and_notices_changed_ones() {
+    use std::os::unix::fs::FileExt;
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    build_tree(src.path());
+    let certs = certs();
+    let rx = Receiver::start(dst.path(), &certs).await;
+    let mut opts = send_opts(src.path(), &rx.addr, &certs);
+    opts.cache = Some(state.path().join("cache"));
+
+    let first = sovereign::mover::send::send(opts.clone())
+        .await
+        .expect("first pass verified");
+    assert!(state.path().join("cache").is_file());
+
+    // Same size, same inode, mtime put back: only the ctime shows the edit. Trusting the cache
+    // here would make the sender claim the old content, and the root hashes would differ.
+    let path = src.path().join("big.bin");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(b"edited in place", 1000).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    let second = sovereign::mover::send::send(opts.clone())
+        .await
+        .expect("second pass verified");
+    assert!(second.chunks_sent >= 1, "{second:?}");
+    assert_ne!(second.root_hash, first.root_hash);
+    assert_same_tree(src.path(), dst.path());
+
+    // Nothing changed since: the chunk lists come from the cache and nothing is sent.
+    let third = sovereign::mover::send::send(opts)
+        .await
+        .expect("third pass verified");
+    assert_eq!(third.chunks_sent, 0, "{third:?}");
+    assert_eq!(third.root_hash, second.root_hash);
+    rx.task.abort();
+}

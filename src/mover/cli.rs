@@ -81,6 +81,11 @@ pub struct SendArgs {
     /// Limit on the bytes sent per second, in MiB/s.
     #[arg(long)]
     pub rate_limit_mib: Option<f64>,
+    /// Stat cache of the source (a file, written after each verified pass): files whose inode,
+    /// size, mtime and ctime did not change since are not read and hashed again. Keep it off the
+    /// source volume (which may be read-only) and with the sender across passes.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -129,6 +134,7 @@ pub async fn run(args: MoverArgs) -> Result<()> {
             }
             opts.progress_interval = Duration::from_secs_f64(a.progress_interval.max(0.05));
             opts.rate_limit = a.rate_limit_mib.map(|m| (m * 1048576.0) as u64);
+            opts.cache = a.cache;
             opts.progress = Some(Arc::new(|p: &Progress| {
                 if let Ok(line) = serde_json::to_string(p) {
                     let mut out = std::io::stdout().lock();

@@ -1,5 +1,25 @@
 //! Progress of a pass as a stream of events; the CLI prints them as JSON lines and the operator
 //! turns them into `status.progress` and the volume's `VolumeTransfer` status.
+//!
+//! Format (one JSON object per line on the sender's stdout, camelCase; fields are only ever
+//! added, never renamed, because the operator parses them):
+//!
+//! ```text
+//! {"event":"progress","pass":2,"filesDone":120,"filesTotal":20002,"bytesDone":..,"bytesTotal":..,
+//!  "wireBytes":..,"wireBytesIn":..,"bytesPerSecond":..,"etaSeconds":..,"elapsedSeconds":..}
+//! ...
+//! {"event":"verified","pass":2,"filesDone":20002,"filesTotal":20002,"bytesDone":..,
+//!  "bytesTotal":..,"wireBytes":..,"wireBytesIn":..,"bytesPerSecond":..,"etaSeconds":0.0,
+//!  "elapsedSeconds":..,"rootHash":"<sender's>","receiverRootHash":"<receiver's>",
+//!  "chunksSent":..,"chunkBytesSent":..}
+//! ```
+//!
+//! The last line of a successful `send` is the `verified` event: it carries the pass, the file and
+//! byte totals, the bytes written to (`wireBytes`) and read from (`wireBytesIn`) the connection,
+//! and both root hashes (equal, or the pass would have failed: the sender's in `rootHash`, the
+//! one the receiver computed from its volume in `receiverRootHash`). `rootHash`,
+//! `receiverRootHash`, `chunksSent` and `chunkBytesSent` appear only on that line. A failed pass
+//! prints no `verified` line and exits non-zero with the reason on stderr.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,8 +43,17 @@ pub struct Progress {
     pub bytes_per_second: f64,
     pub eta_seconds: Option<f64>,
     pub elapsed_seconds: f64,
+    /// The sender's root hash (`verified` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_hash: Option<String>,
+    /// The root hash the receiver computed from its volume (`verified` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver_root_hash: Option<String>,
+    /// Chunks and their uncompressed bytes actually sent (`verified` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk_bytes_sent: Option<u64>,
 }
 
 pub type ProgressSink = Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -77,6 +106,9 @@ impl Tracker {
             eta_seconds: (rate > 0.0).then(|| remaining / rate),
             elapsed_seconds: elapsed,
             root_hash: None,
+            receiver_root_hash: None,
+            chunks_sent: None,
+            chunk_bytes_sent: None,
         }
     }
 }

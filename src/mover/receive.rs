@@ -9,7 +9,7 @@
 //! once every chunk verified, sets metadata, records the index, and at the end computes the root
 //! hash from the volume itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -38,8 +38,9 @@ use super::manifest::{
     validate_path, validate_symlink_target,
 };
 use super::protocol::{
-    self, Abort, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, ChunkRef, Committed, DataHeader, Entry, Hash,
-    Kind, ManifestEnd, Message, Need, PassResult, VERSION, Welcome, read_message, write_message,
+    self, Abort, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, ChunkRef, Chunks, Committed, DataHeader, Entry,
+    Hash, Kind, ManifestEnd, Message, Need, PassResult, VERSION, WantLists, Welcome, read_message,
+    write_message,
 };
 use super::tls;
 use super::walk::{WalkEntry, Walker};
@@ -275,6 +276,10 @@ struct CommitItem {
 
 enum PlanItem {
     Entry(Entry, Vec<ChunkRef>),
+    /// A file entry whose chunk list the sender will send if asked.
+    Deferred(Entry),
+    /// (Part of) a chunk list asked for with `WantLists`.
+    LateChunks(Chunks),
     End(ManifestEnd),
 }
 
@@ -366,7 +371,15 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .await;
         return Err((pass, e));
     }
-    if let Err(e) = write_message(&mut wr, &Message::Welcome(Welcome { version: VERSION })).await {
+    // An index means an earlier verified pass: most files will match whole, so their chunk
+    // lists are better asked for than sent. A wrong guess costs bytes or round trips, not
+    // correctness.
+    let defer_chunk_lists = opts.root.join(manifest::STATE_DIR).join(INDEX).is_file();
+    let welcome = Message::Welcome(Welcome {
+        version: VERSION,
+        defer_chunk_lists,
+    });
+    if let Err(e) = write_message(&mut wr, &welcome).await {
         return Err((pass, e));
     }
 
@@ -573,6 +586,22 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     current = Some((e, Vec::with_capacity(n.min(1 << 16))));
                 }
             }
+            Ok(Message::ListDeferred(d)) => {
+                let Some((e, _)) = current.take() else {
+                    return Err(MoverError::Protocol("ListDeferred without an entry".into()));
+                };
+                if d.id != e.id {
+                    return Err(MoverError::Protocol(format!(
+                        "ListDeferred for entry {} after entry {}",
+                        d.id, e.id
+                    )));
+                }
+                plans.push(PlanItem::Deferred(e));
+            }
+            Ok(Message::Chunks(c)) if current.is_none() => {
+                // A list we asked for; the planner checks that we did.
+                plans.push(PlanItem::LateChunks(c));
+            }
             Ok(Message::Chunks(c)) => {
                 let Some((e, chunks)) = current.as_mut() else {
                     return Err(MoverError::Protocol("chunk list without an entry".into()));
@@ -625,7 +654,14 @@ async fn send_plan(plan_tx: &Sender<Vec<PlanItem>>, item: Vec<PlanItem>) -> Resu
         .map_err(|_| MoverError::Cancelled("the planner stopped".into()))
 }
 
-fn validate_entry(e: &Entry, chunks: &[ChunkRef], prev: Option<&[u8]>) -> Result<()> {
+/// Checks an entry; with `deferred` its chunk list is not here yet (checked on arrival by
+/// [`validate_chunk_list`]).
+fn validate_entry(
+    e: &Entry,
+    chunks: &[ChunkRef],
+    prev: Option<&[u8]>,
+    deferred: bool,
+) -> Result<()> {
     validate_path(&e.path)?;
     match prev {
         None if !e.path.is_empty() || e.kind != Kind::Dir => {
@@ -675,23 +711,15 @@ fn validate_entry(e: &Entry, chunks: &[ChunkRef], prev: Option<&[u8]>) -> Result
                         "hard link to something that is not an earlier file",
                     ));
                 }
-            } else {
-                let mut total = 0u64;
-                for c in chunks {
-                    if c.len == 0 || c.len as usize > CHUNK_MAX {
-                        return Err(MoverError::Protocol(format!(
-                            "invalid chunk length in {}",
-                            show(&e.path)
-                        )));
-                    }
-                    total += u64::from(c.len);
-                }
-                if total != e.size || manifest_file_hash(chunks) != e.file_hash {
+            } else if deferred {
+                if e.chunk_count == 0 {
                     return Err(MoverError::Protocol(format!(
-                        "the chunk list of {} does not match its size or file hash",
+                        "{} has no chunks to defer",
                         show(&e.path)
                     )));
                 }
+            } else {
+                validate_chunk_list(e, chunks)?;
             }
         }
         Kind::Dir => {}
@@ -705,8 +733,72 @@ fn validate_entry(e: &Entry, chunks: &[ChunkRef], prev: Option<&[u8]>) -> Result
     Ok(())
 }
 
+fn validate_chunk_list(e: &Entry, chunks: &[ChunkRef]) -> Result<()> {
+    let mut total = 0u64;
+    for c in chunks {
+        if c.len == 0 || c.len as usize > CHUNK_MAX {
+            return Err(MoverError::Protocol(format!(
+                "invalid chunk length in {}",
+                show(&e.path)
+            )));
+        }
+        total += u64::from(c.len);
+    }
+    if total != e.size || manifest_file_hash(chunks) != e.file_hash {
+        return Err(MoverError::Protocol(format!(
+            "the chunk list of {} does not match its size or file hash",
+            show(&e.path)
+        )));
+    }
+    Ok(())
+}
+
 fn manifest_file_hash(chunks: &[ChunkRef]) -> Hash {
     super::chunk::file_hash(chunks)
+}
+
+/// A file whose chunk list was asked for and has not (completely) arrived.
+struct Awaited {
+    entry: Entry,
+    chunks: Vec<ChunkRef>,
+    /// The chunks of the file now at the path, if any. The file is reopened when the list
+    /// arrives rather than held open: up to a window of files may be waiting.
+    old_chunks: Option<Vec<ChunkRef>>,
+}
+
+/// Commit items in manifest order; a slot stays empty while its file waits for its chunk list.
+#[derive(Default)]
+struct CommitQueue {
+    slots: VecDeque<Option<CommitMsg>>,
+    /// Manifest id of the first slot's entry (every entry has a slot, in id order).
+    first_id: u64,
+}
+
+impl CommitQueue {
+    fn push(&mut self, msg: Option<CommitMsg>) {
+        self.slots.push_back(msg);
+    }
+
+    fn fill(&mut self, id: u64, msg: CommitMsg) {
+        if let Some(slot) = id
+            .checked_sub(self.first_id)
+            .and_then(|i| self.slots.get_mut(i as usize))
+        {
+            *slot = Some(msg);
+        }
+    }
+
+    /// Moves the ready prefix to `out`.
+    fn drain_ready(&mut self, out: &mut Vec<CommitMsg>) {
+        while let Some(Some(_)) = self.slots.front() {
+            if let Some(Some(msg)) = self.slots.pop_front() {
+                if matches!(msg, CommitMsg::Entry(_)) {
+                    self.first_id += 1;
+                }
+                out.push(msg);
+            }
+        }
+    }
 }
 
 fn planner(
@@ -720,6 +812,9 @@ fn planner(
     let mut buf = Vec::new();
     let mut dirs = DirCache::default();
     let mut needs: Vec<u8> = Vec::new();
+    let mut want: Vec<u64> = Vec::new();
+    let mut awaited: HashMap<u64, Awaited> = HashMap::new();
+    let mut queue = CommitQueue::default();
     let mut commits: Vec<CommitMsg> = Vec::new();
     while let Ok(batch) = plan_rx.recv_blocking() {
         if s.cancelled() {
@@ -728,36 +823,107 @@ fn planner(
         for item in batch {
             match item {
                 PlanItem::Entry(entry, chunks) => {
-                    validate_entry(&entry, &chunks, prev.as_deref())?;
-                    if entry.id != count {
-                        return Err(MoverError::Protocol(format!(
-                            "entry {} has id {}, expected {count}",
-                            show(&entry.path),
-                            entry.id
-                        )));
-                    }
-                    count += 1;
+                    validate_entry(&entry, &chunks, prev.as_deref(), false)?;
+                    check_id(&entry, &mut count)?;
+                    prev = Some(entry.path.clone());
                     let plan = if entry.kind == Kind::File && entry.hardlink.is_none() {
-                        let plan =
-                            plan_file(&s, &entry, &chunks, &mut old_index, &mut buf, &mut dirs)?;
-                        let ranges = match &plan {
-                            Plan::Staged(pf) => needed_ranges(pf),
-                            _ => Vec::new(),
+                        let plan = match match_existing(
+                            &s,
+                            &entry,
+                            &mut old_index,
+                            &mut buf,
+                            &mut dirs,
+                        )? {
+                            Existing::Same(_) => Plan::InPlace,
+                            Existing::Other(old) => stage_file(&s, &entry, &chunks, old, &mut buf)?,
                         };
-                        needs.extend(protocol::encode(&Message::Need(Need {
-                            id: entry.id,
-                            ranges,
-                        }))?);
+                        push_need(&mut needs, entry.id, &plan)?;
                         plan
                     } else {
                         Plan::Other
                     };
-                    prev = Some(entry.path.clone());
-                    commits.push(CommitMsg::Entry(CommitItem {
+                    queue.push(Some(CommitMsg::Entry(CommitItem {
                         entry,
                         chunks,
                         plan,
-                    }));
+                    })));
+                }
+                PlanItem::Deferred(entry) => {
+                    if entry.kind != Kind::File || entry.hardlink.is_some() {
+                        return Err(MoverError::Protocol(format!(
+                            "{} cannot have a chunk list",
+                            show(&entry.path)
+                        )));
+                    }
+                    validate_entry(&entry, &[], prev.as_deref(), true)?;
+                    check_id(&entry, &mut count)?;
+                    prev = Some(entry.path.clone());
+                    match match_existing(&s, &entry, &mut old_index, &mut buf, &mut dirs)? {
+                        Existing::Same(chunks) => {
+                            let plan = Plan::InPlace;
+                            push_need(&mut needs, entry.id, &plan)?;
+                            // Same file hash, so the same chunk list as the sender's: it goes
+                            // to the new index without having crossed the wire.
+                            queue.push(Some(CommitMsg::Entry(CommitItem {
+                                entry,
+                                chunks,
+                                plan,
+                            })));
+                        }
+                        Existing::Other(old) => {
+                            want.push(entry.id);
+                            let old_chunks = old.map(|(_, c)| c);
+                            let n = entry.chunk_count as usize;
+                            awaited.insert(
+                                entry.id,
+                                Awaited {
+                                    entry,
+                                    chunks: Vec::with_capacity(n.min(1 << 16)),
+                                    old_chunks,
+                                },
+                            );
+                            queue.push(None);
+                        }
+                    }
+                }
+                PlanItem::LateChunks(c) => {
+                    let Some(a) = awaited.get_mut(&c.id) else {
+                        return Err(MoverError::Protocol(format!(
+                            "a chunk list for entry {}, which was not asked for",
+                            c.id
+                        )));
+                    };
+                    if c.first != a.chunks.len() as u64
+                        || a.chunks.len() as u64 + c.chunks.len() as u64 > a.entry.chunk_count
+                    {
+                        return Err(MoverError::Protocol(format!(
+                            "chunk list out of sequence for {}",
+                            show(&a.entry.path)
+                        )));
+                    }
+                    a.chunks.extend_from_slice(&c.chunks);
+                    if a.chunks.len() as u64 == a.entry.chunk_count
+                        && let Some(a) = awaited.remove(&c.id)
+                    {
+                        validate_chunk_list(&a.entry, &a.chunks)?;
+                        // Chunks copied from it are re-verified, so a file replaced meanwhile
+                        // costs bytes, not correctness.
+                        let old = match a.old_chunks {
+                            Some(c) => dirs.open_file(&s.root_fd, &a.entry.path)?.map(|f| (f, c)),
+                            None => None,
+                        };
+                        let plan = stage_file(&s, &a.entry, &a.chunks, old, &mut buf)?;
+                        push_need(&mut needs, a.entry.id, &plan)?;
+                        let id = a.entry.id;
+                        queue.fill(
+                            id,
+                            CommitMsg::Entry(CommitItem {
+                                entry: a.entry,
+                                chunks: a.chunks,
+                                plan,
+                            }),
+                        );
+                    }
                 }
                 PlanItem::End(m) => {
                     if m.entries != count {
@@ -766,15 +932,21 @@ fn planner(
                             m.entries
                         )));
                     }
-                    commits.push(CommitMsg::End(m));
+                    queue.push(Some(CommitMsg::End(m)));
                 }
             }
+        }
+        if !want.is_empty() {
+            needs.extend(protocol::encode(&Message::WantLists(WantLists {
+                ids: std::mem::take(&mut want),
+            }))?);
         }
         if !needs.is_empty() {
             s.out
                 .send_blocking(std::mem::take(&mut needs))
                 .map_err(|_| MoverError::Cancelled("connection closed".into()))?;
         }
+        queue.drain_ready(&mut commits);
         if !commits.is_empty()
             && commit_tx
                 .send_blocking(std::mem::take(&mut commits))
@@ -783,6 +955,27 @@ fn planner(
             return Ok(());
         }
     }
+    Ok(())
+}
+
+fn check_id(entry: &Entry, count: &mut u64) -> Result<()> {
+    if entry.id != *count {
+        return Err(MoverError::Protocol(format!(
+            "entry {} has id {}, expected {count}",
+            show(&entry.path),
+            entry.id
+        )));
+    }
+    *count += 1;
+    Ok(())
+}
+
+fn push_need(needs: &mut Vec<u8>, id: u64, plan: &Plan) -> Result<()> {
+    let ranges = match plan {
+        Plan::Staged(pf) => needed_ranges(pf),
+        _ => Vec::new(),
+    };
+    needs.extend(protocol::encode(&Message::Need(Need { id, ranges }))?);
     Ok(())
 }
 
@@ -834,33 +1027,50 @@ fn needed_ranges(pf: &PendingFile) -> Vec<(u64, u64)> {
     ranges
 }
 
-/// Decides where each chunk of a file comes from: a staging copy left by an interrupted
-/// attempt, the file's current content on the volume, or the sender.
-fn plan_file(
+enum Existing {
+    /// The volume already has this content at this path (with this chunk list).
+    Same(Vec<ChunkRef>),
+    /// It has something else, or nothing: the old file and its chunks, to copy matching
+    /// chunks from.
+    Other(Option<(File, Vec<ChunkRef>)>),
+}
+
+/// Compares the file at the entry's path with the entry by whole-file hash, through the index
+/// when its record still describes the file (no read), else by reading it.
+fn match_existing(
     s: &Shared,
     e: &Entry,
-    chunks: &[ChunkRef],
     old_index: &mut IndexReader,
     buf: &mut Vec<u8>,
     dirs: &mut DirCache,
-) -> Result<Plan> {
+) -> Result<Existing> {
     let indexed = old_index.lookup(&e.path);
-    let mut old: Option<(File, Vec<ChunkRef>)> = None;
-    if let Some(f) = dirs.open_file(&s.root_fd, &e.path)? {
-        let meta = f.metadata().ctx(|| format!("reading {}", show(&e.path)))?;
-        let (old_chunks, old_hash) = match indexed {
-            Some(rec) if rec.matches(&meta) => (rec.chunks, rec.file_hash),
-            _ => {
-                let d = digest(&f, buf).ctx(|| format!("reading {}", show(&e.path)))?;
-                (d.chunks, d.file_hash)
-            }
-        };
-        if old_hash == e.file_hash && meta.nlink() == 1 {
-            return Ok(Plan::InPlace);
+    let Some(f) = dirs.open_file(&s.root_fd, &e.path)? else {
+        return Ok(Existing::Other(None));
+    };
+    let meta = f.metadata().ctx(|| format!("reading {}", show(&e.path)))?;
+    let (old_chunks, old_hash) = match indexed {
+        Some(rec) if rec.matches(&meta) => (rec.chunks, rec.file_hash),
+        _ => {
+            let d = digest(&f, buf).ctx(|| format!("reading {}", show(&e.path)))?;
+            (d.chunks, d.file_hash)
         }
-        old = Some((f, old_chunks));
+    };
+    if old_hash == e.file_hash && meta.nlink() == 1 {
+        return Ok(Existing::Same(old_chunks));
     }
+    Ok(Existing::Other(Some((f, old_chunks))))
+}
 
+/// Decides where each chunk of a file comes from: a staging copy left by an interrupted
+/// attempt, the file's current content on the volume, or the sender.
+fn stage_file(
+    s: &Shared,
+    e: &Entry,
+    chunks: &[ChunkRef],
+    old: Option<(File, Vec<ChunkRef>)>,
+    buf: &mut Vec<u8>,
+) -> Result<Plan> {
     let (file, partial_name, existed) = s.staging.open_partial(&e.path, e.size)?;
     let mut offsets = Vec::with_capacity(chunks.len());
     let mut off = 0u64;

@@ -9,7 +9,8 @@
 //! writer. Reading, hashing, compressing, encrypting and (on the receiver) writing overlap.
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{File, Metadata};
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,11 +26,12 @@ use tracing::{debug, info, warn};
 use super::certs::{RECEIVER_NAME, TlsMaterial};
 use super::chunk::{FileDigest, digest};
 use super::error::{IoContext, MoverError, Result};
+use super::index::{IndexReader, IndexRecord, IndexWriter};
 use super::manifest::{HardlinkTracker, RootHasher, entry_from_meta, hex, kind_of};
 use super::progress::{Progress, ProgressSink, Tracker};
 use super::protocol::{
     self, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, CHUNKS_PER_FRAME, ChunkRef, Chunks, DataHeader, Entry,
-    Hash, Hello, Kind, ManifestEnd, Message, VERSION, read_message, write_message,
+    Hash, Hello, Kind, ListDeferred, ManifestEnd, Message, VERSION, read_message, write_message,
 };
 use super::tls;
 use super::walk::{Walker, abs};
@@ -58,6 +60,10 @@ pub struct SendOptions {
     pub connect_timeout: Duration,
     /// Cap on bytes per second written to the connection (to leave room on a shared link).
     pub rate_limit: Option<u64>,
+    /// The sender's stat cache: files whose inode, size, mtime and ctime are unchanged since the
+    /// cache was written are not read again (their chunk lists come from the cache). Replaced
+    /// after each verified pass. `None`: every file is read and hashed.
+    pub cache: Option<PathBuf>,
 }
 
 impl SendOptions {
@@ -77,6 +83,7 @@ impl SendOptions {
             progress_interval: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(30),
             rate_limit: None,
+            cache: None,
         }
     }
 }
@@ -150,7 +157,59 @@ fn prescan(root: &Path) -> Result<(u64, u64)> {
 
 enum Ordered {
     Ready(Entry),
-    Hashing(Entry, Receiver<Result<FileDigest>>),
+    /// A regular file with content, with the `lstat` it was walked with (for the cache).
+    File(Entry, Box<Metadata>, Digested),
+}
+
+enum Digested {
+    /// From the stat cache: the file was not read.
+    Cached(FileDigest),
+    Hashing(Receiver<Result<FileDigest>>),
+}
+
+/// First bytes of the stat cache; a cache written with other chunking parameters is ignored.
+fn cache_header() -> Vec<u8> {
+    let mut h = b"sovereign-mover sender cache\n".to_vec();
+    for v in [
+        VERSION,
+        CHUNK_MIN as u32,
+        CHUNK_AVG as u32,
+        CHUNK_MAX as u32,
+    ] {
+        h.extend_from_slice(&v.to_le_bytes());
+    }
+    h
+}
+
+/// Opens the stat cache; missing, unreadable or from another version means an empty one (every
+/// file is then read, which costs time, never correctness).
+fn open_cache(path: Option<&Path>) -> IndexReader {
+    let Some(path) = path else {
+        return IndexReader::empty();
+    };
+    let Ok(mut f) = File::open(path) else {
+        return IndexReader::empty();
+    };
+    let want = cache_header();
+    let mut got = vec![0u8; want.len()];
+    match f.read_exact(&mut got) {
+        Ok(()) if got == want => IndexReader::new(f),
+        _ => IndexReader::empty(),
+    }
+}
+
+fn cache_new_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".new");
+    PathBuf::from(p)
+}
+
+fn create_cache(path: &Path) -> Result<IndexWriter> {
+    let new = cache_new_path(path);
+    let mut f = File::create(&new).ctx(|| format!("creating {}", new.display()))?;
+    f.write_all(&cache_header())
+        .ctx(|| format!("writing {}", new.display()))?;
+    Ok(IndexWriter::new(f, new.display().to_string()))
 }
 
 struct HashJob {
@@ -163,6 +222,7 @@ fn walker_thread(
     hash_jobs: Sender<HashJob>,
     ordered: Sender<Ordered>,
     shared: Arc<Shared>,
+    mut cache: IndexReader,
 ) -> Result<()> {
     let mut walker = Walker::new(&root);
     let mut links = HardlinkTracker::default();
@@ -189,14 +249,24 @@ fn walker_thread(
                 entry.hardlink = hardlink;
                 Ordered::Ready(entry)
             }
-            Kind::File => {
-                let (reply, rx) = async_channel::bounded(1);
-                let path = abs(&root, &entry.path);
-                if hash_jobs.send_blocking(HashJob { path, reply }).is_err() {
-                    return Ok(());
+            Kind::File => match cache.lookup(&entry.path).filter(|r| r.matches(&w.meta)) {
+                Some(rec) => {
+                    let digest = FileDigest {
+                        chunks: rec.chunks,
+                        file_hash: rec.file_hash,
+                        size: rec.size,
+                    };
+                    Ordered::File(entry, Box::new(w.meta), Digested::Cached(digest))
                 }
-                Ordered::Hashing(entry, rx)
-            }
+                None => {
+                    let (reply, rx) = async_channel::bounded(1);
+                    let path = abs(&root, &entry.path);
+                    if hash_jobs.send_blocking(HashJob { path, reply }).is_err() {
+                        return Ok(());
+                    }
+                    Ordered::File(entry, Box::new(w.meta), Digested::Hashing(rx))
+                }
+            },
             Kind::Dir => Ordered::Ready(entry),
         };
         if ordered.send_blocking(item).is_err() {
@@ -216,24 +286,52 @@ fn hash_worker(jobs: Receiver<HashJob>) {
     }
 }
 
+struct AssemblerOptions {
+    owner: bool,
+    window: u64,
+    /// Send `ListDeferred` instead of chunk lists (the receiver asks for those it needs).
+    defer_lists: bool,
+}
+
 fn assembler_thread(
     root: PathBuf,
     ordered: Receiver<Ordered>,
     out: Sender<Vec<u8>>,
     shared: Arc<Shared>,
-    owner: bool,
-    window: u64,
-) -> Result<Hash> {
+    o: AssemblerOptions,
+    mut cache: Option<IndexWriter>,
+) -> Result<(Hash, Option<IndexWriter>)> {
+    let AssemblerOptions {
+        owner,
+        window,
+        defer_lists,
+    } = o;
     let mut root_hasher = RootHasher::new(owner);
     let mut id = 0u64;
     let mut pending: Vec<u8> = Vec::new();
     while let Ok(item) = ordered.recv_blocking() {
         let (mut entry, digest) = match item {
             Ordered::Ready(e) => (e, None),
-            Ordered::Hashing(e, rx) => {
-                let d = rx
-                    .recv_blocking()
-                    .map_err(|_| MoverError::Cancelled("hashing stopped".into()))??;
+            Ordered::File(e, meta, digested) => {
+                let d = match digested {
+                    Digested::Cached(d) => d,
+                    Digested::Hashing(rx) => rx
+                        .recv_blocking()
+                        .map_err(|_| MoverError::Cancelled("hashing stopped".into()))??,
+                };
+                // A file that changed size while it was read is not cached: its `lstat` does
+                // not describe what was hashed (a change of the same size moves the ctime
+                // past the recorded one, which the next pass notices).
+                if let Some(c) = cache.as_mut()
+                    && d.size == meta.len()
+                {
+                    c.append(&IndexRecord::new(
+                        e.path.clone(),
+                        &meta,
+                        d.file_hash,
+                        d.chunks.clone(),
+                    ))?;
+                }
                 (e, Some(d))
             }
         };
@@ -293,13 +391,14 @@ fn assembler_thread(
                 files.insert(id, file);
             }
         }
+        let deferred = defer_lists && entry.hardlink.is_none() && !chunks.is_empty();
         pending.extend(protocol::encode(&Message::Entry(entry))?);
-        for (n, batch) in chunks.chunks(CHUNKS_PER_FRAME).enumerate() {
-            pending.extend(protocol::encode(&Message::Chunks(Chunks {
+        if deferred {
+            pending.extend(protocol::encode(&Message::ListDeferred(ListDeferred {
                 id,
-                first: (n * CHUNKS_PER_FRAME) as u64,
-                chunks: batch.to_vec(),
             }))?);
+        } else {
+            encode_chunk_list(&mut pending, id, &chunks)?;
         }
         if (pending.len() >= 64 << 10 || ordered.is_empty())
             && out.send_blocking(std::mem::take(&mut pending)).is_err()
@@ -318,7 +417,34 @@ fn assembler_thread(
     }))?);
     out.send_blocking(pending)
         .map_err(|_| MoverError::Cancelled("connection closed".into()))?;
-    Ok(root_hash)
+    Ok((root_hash, cache))
+}
+
+/// Appends the `Chunks` frames of one file.
+fn encode_chunk_list(buf: &mut Vec<u8>, id: u64, chunks: &[ChunkRef]) -> Result<()> {
+    for (n, batch) in chunks.chunks(CHUNKS_PER_FRAME).enumerate() {
+        buf.extend(protocol::encode(&Message::Chunks(Chunks {
+            id,
+            first: (n * CHUNKS_PER_FRAME) as u64,
+            chunks: batch.to_vec(),
+        }))?);
+    }
+    Ok(())
+}
+
+/// The `Chunks` frames of the deferred lists the receiver asked for.
+fn chunk_lists(shared: &Shared, ids: &[u64]) -> Result<Vec<u8>> {
+    let mut frames = Vec::new();
+    for &id in ids {
+        let file = shared.files.lock().ok().and_then(|f| f.get(&id).cloned());
+        let Some(file) = file else {
+            return Err(MoverError::Protocol(format!(
+                "the receiver asked for the chunk list of entry {id}, which is not a file in flight"
+            )));
+        };
+        encode_chunk_list(&mut frames, id, &file.chunks)?;
+    }
+    Ok(frames)
 }
 
 struct NeedJob {
@@ -490,8 +616,8 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
     .await?;
     // With TLS 1.3 the receiver judges our certificate after our side of the handshake is done,
     // so a refusal shows up here, as an alert on the first read.
-    match read_message(&mut rd, "waiting for the receiver's welcome").await {
-        Ok(Message::Welcome(w)) if w.version == VERSION => {}
+    let defer_lists = match read_message(&mut rd, "waiting for the receiver's welcome").await {
+        Ok(Message::Welcome(w)) if w.version == VERSION => w.defer_chunk_lists,
         Ok(Message::Welcome(w)) => {
             return Err(MoverError::Protocol(format!(
                 "the receiver speaks protocol version {}, we speak {VERSION}",
@@ -511,8 +637,13 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
             )));
         }
         Err(e) => return Err(e),
-    }
+    };
 
+    let cache_in = open_cache(opts.cache.as_deref());
+    let cache_out = match &opts.cache {
+        Some(path) => Some(create_cache(path)?),
+        None => None,
+    };
     let (fail_tx, mut fail_rx) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         files: Mutex::new(HashMap::new()),
@@ -588,7 +719,7 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
     {
         let (root, s) = (opts.root.clone(), shared.clone());
         threads.push(spawn("mover-walk", &shared, move || {
-            walker_thread(root, hash_tx, ord_tx, s)
+            walker_thread(root, hash_tx, ord_tx, s, cache_in)
         })?);
     }
     for n in 0..opts.threads.max(1) {
@@ -601,9 +732,13 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
     drop(hash_rx);
     let assembler = {
         let (root, out, s) = (opts.root.clone(), out_tx.clone(), shared.clone());
-        let (owner, window) = (opts.owner, opts.window.max(1));
+        let o = AssemblerOptions {
+            owner: opts.owner,
+            window: opts.window.max(1),
+            defer_lists,
+        };
         spawn("mover-manifest", &shared, move || {
-            assembler_thread(root, ord_rx, out, s, owner, window)
+            assembler_thread(root, ord_rx, out, s, o, cache_out)
         })?
     };
     for n in 0..opts.threads.max(1) {
@@ -614,7 +749,9 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
         })?);
     }
     drop(need_rx);
-    drop(out_tx);
+    // Kept for the chunk lists the receiver asks for; dropped when the pass ends so the writer
+    // sees the end of its input.
+    let lists_tx = out_tx;
 
     let emit = |p: &Progress| {
         if let Some(sink) = &opts.progress {
@@ -704,6 +841,14 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
                     ));
                 }
             }
+            Ok(Message::WantLists(want)) => match chunk_lists(&shared, &want.ids) {
+                Ok(frames) => {
+                    if lists_tx.send(frames).await.is_err() {
+                        break Err(MoverError::Closed("sending chunk lists".into()));
+                    }
+                }
+                Err(e) => break Err(e),
+            },
             Ok(Message::PassResult(r)) => break Ok((r.root_hash, r.entries)),
             Ok(Message::Abort(a)) => break Err(MoverError::PeerAborted(a.reason)),
             Ok(other) => {
@@ -716,6 +861,7 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
         }
     };
     need_tx.close();
+    drop(lists_tx);
 
     let (receiver_hash, entries) = match result {
         Ok(r) => r,
@@ -737,7 +883,7 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
             return Err(e);
         }
     };
-    let sender_hash = tokio::task::spawn_blocking(move || assembler.join())
+    let (sender_hash, cache) = tokio::task::spawn_blocking(move || assembler.join())
         .await
         .map_err(|e| MoverError::Cancelled(e.to_string()))?
         .map_err(|_| MoverError::Cancelled("manifest thread panicked".into()))?
@@ -754,6 +900,13 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
             sender: hex(&sender_hash),
             receiver: hex(&receiver_hash),
         });
+    }
+    if let (Some(cache), Some(path)) = (cache, &opts.cache) {
+        // Only after a verified pass: a cache from a pass that failed may describe a tree the
+        // next pass should read again anyway.
+        cache.finish()?;
+        let new = cache_new_path(path);
+        std::fs::rename(&new, path).ctx(|| format!("replacing {}", path.display()))?;
     }
     let report = SendReport {
         root_hash: sender_hash,
@@ -776,6 +929,9 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
     done.files_done = files_done;
     done.bytes_done = bytes_done;
     done.root_hash = Some(hex(&sender_hash));
+    done.receiver_root_hash = Some(hex(&receiver_hash));
+    done.chunks_sent = Some(report.chunks_sent);
+    done.chunk_bytes_sent = Some(report.chunk_bytes_sent);
     emit(&done);
     debug!(?report, "pass verified");
     Ok(report)
