@@ -37,6 +37,7 @@ async fn connect(addr: &str, certs: &MigrationCerts) -> (Rd, Wr) {
         chunk_min: CHUNK_MIN as u32,
         chunk_avg: CHUNK_AVG as u32,
         chunk_max: CHUNK_MAX as u32,
+        last: false,
     });
     wr.write_all(&encode(&hello).unwrap()).await.unwrap();
     assert!(matches!(

@@ -93,3 +93,34 @@ async fn the_sender_cache_skips_unchanged_files_and_notices_changed_ones() {
     assert_eq!(third.root_hash, second.root_hash);
     rx.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_pass_leaves_only_the_applications_files() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    build_tree(src.path());
+    let certs = certs();
+    let rx = Receiver::start(dst.path(), &certs).await;
+    let state = dst.path().join(sovereign::mover::manifest::STATE_DIR);
+    send(src.path(), &rx.addr, &certs)
+        .await
+        .expect("pre-copy verified");
+    assert!(
+        state.is_dir(),
+        "a pre-copy keeps its checkpoint for the next pass"
+    );
+    let mut last = send_opts(src.path(), &rx.addr, &certs);
+    last.pass = 2;
+    last.last = true;
+    sovereign::mover::send::send(last)
+        .await
+        .expect("last pass verified");
+    rx.wait_for(|e| matches!(e, ReceiverEvent::PassVerified { pass: 2, .. }))
+        .await;
+    assert!(
+        !state.exists(),
+        "the checkpoint is gone after the last pass"
+    );
+    assert_same_tree(src.path(), dst.path());
+    rx.task.abort();
+}

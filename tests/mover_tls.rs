@@ -97,6 +97,7 @@ async fn plaintext_is_refused_and_probes_are_ignored() {
             chunk_min: 0,
             chunk_avg: 0,
             chunk_max: 0,
+            last: false,
         },
     ))
     .unwrap();

@@ -62,6 +62,10 @@ pub struct SendArgs {
     /// Pass number, reported in progress (the operator counts pre-copy and final passes).
     #[arg(long, default_value_t = 1)]
     pub pass: u64,
+    /// The migration's last pass: once it verifies, the receiver removes its checkpoint directory
+    /// from the volume.
+    #[arg(long = "final")]
+    pub last: bool,
     /// zstd level for compressible chunks; 0 disables compression.
     #[arg(long, default_value_t = 1)]
     pub compress_level: i32,
@@ -126,6 +130,7 @@ pub async fn run(args: MoverArgs) -> Result<()> {
             let mut opts = SendOptions::new(a.root, a.to, tls);
             opts.server_name = a.server_name;
             opts.pass = a.pass;
+            opts.last = a.last;
             opts.compress_level = a.compress_level;
             opts.compress_below = (a.compress_below_mib > 0).then_some(a.compress_below_mib << 20);
             opts.owner = !a.no_owner;

@@ -48,6 +48,9 @@ pub struct Hello {
     pub chunk_min: u32,
     pub chunk_avg: u32,
     pub chunk_max: u32,
+    /// The migration's last pass: once it verifies, the receiver drops its checkpoint directory so
+    /// that the volume holds the application's files and nothing else.
+    pub last: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -398,6 +401,7 @@ mod tests {
                 chunk_min: 1,
                 chunk_avg: 2,
                 chunk_max: 3,
+                last: false,
             }),
             Message::Need(Need {
                 id: 7,

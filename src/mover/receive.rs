@@ -405,6 +405,14 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let result = run_pass(&mut rd, opts, hello.owner, pass, out_tx.clone()).await;
     match result {
         Ok(report) => {
+            if hello.last {
+                // Verified for good: the checkpoint has nothing left to resume. A failure to
+                // remove it leaves a directory every root hash ignores, so it is only logged.
+                let state = opts.root.join(manifest::STATE_DIR);
+                if let Err(e) = std::fs::remove_dir_all(&state) {
+                    tracing::warn!(path = %state.display(), error = %e, "cannot remove the mover's checkpoint after the last pass");
+                }
+            }
             // Only now: once the sender has this it may hang up, and that must not race
             // with the verdict.
             let frame = protocol::encode(&Message::PassResult(PassResult {

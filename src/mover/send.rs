@@ -45,6 +45,8 @@ pub struct SendOptions {
     pub server_name: String,
     pub tls: TlsMaterial,
     pub pass: u64,
+    /// The migration's last pass (the receiver then drops its checkpoint).
+    pub last: bool,
     /// Preserve and verify uid/gid.
     pub owner: bool,
     /// zstd level for chunks that compress; 0 never compresses.
@@ -74,6 +76,7 @@ impl SendOptions {
             server_name: RECEIVER_NAME.to_string(),
             tls,
             pass: 1,
+            last: false,
             owner: true,
             compress_level: 1,
             compress_below: Some(192 << 20),
@@ -611,6 +614,7 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
             chunk_min: CHUNK_MIN as u32,
             chunk_avg: CHUNK_AVG as u32,
             chunk_max: CHUNK_MAX as u32,
+            last: opts.last,
         }),
     )
     .await?;

@@ -8,8 +8,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use sovereign::api::SovereignWorkload;
 use sovereign::controller::{RunArgs, run_with};
@@ -33,15 +33,17 @@ pub fn options() -> SimOptions {
 /// workload's spec is `demo::register`'s with `patch` merged over it (before any operator runs).
 pub async fn start(patch: Value) -> Sandbox {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "sovereign=warn".into()),
-        )
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "sovereign=warn".into()))
         .with_test_writer()
         .try_init();
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let source = SimCluster::start_with("source", any, options()).await.expect("source");
+    let source = SimCluster::start_with("source", any, options())
+        .await
+        .expect("source");
     seed::eks_us_east_1(source.api()).expect("seed source");
-    let target = SimCluster::start_with("target", any, options()).await.expect("target");
+    let target = SimCluster::start_with("target", any, options())
+        .await
+        .expect("target");
     seed::qc_sovereign(target.api()).expect("seed target");
     demo::seed_application(&source).expect("application");
     demo::register(&source, &target, "qc-sovereign").expect("register");
@@ -50,11 +52,20 @@ pub async fn start(patch: Value) -> Sandbox {
     let workloads: Api<SovereignWorkload> = Api::namespaced(dst.clone(), demo::WORKLOAD_NAMESPACE);
     if patch != json!({}) {
         workloads
-            .patch(demo::WORKLOAD, &PatchParams::default(), &Patch::Merge(json!({"spec": patch})))
+            .patch(
+                demo::WORKLOAD,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": patch})),
+            )
             .await
             .expect("patch the workload");
     }
-    let sb = Sandbox { source, target, src, dst };
+    let sb = Sandbox {
+        source,
+        target,
+        src,
+        dst,
+    };
     sb.write_files().await;
     sb
 }
@@ -83,9 +94,13 @@ impl Sandbox {
             }
             std::fs::write(dir.join("scan.bin"), &blob).expect("blob");
             std::fs::write(dir.join("README.txt"), format!("volume {claim}\n")).expect("readme");
-            std::os::unix::fs::symlink("records/2026/001.csv", dir.join("latest.csv")).expect("symlink");
-            std::fs::set_permissions(dir.join("README.txt"), std::fs::Permissions::from_mode(0o640))
-                .expect("chmod");
+            std::os::unix::fs::symlink("records/2026/001.csv", dir.join("latest.csv"))
+                .expect("symlink");
+            std::fs::set_permissions(
+                dir.join("README.txt"),
+                std::fs::Permissions::from_mode(0o640),
+            )
+            .expect("chmod");
         }
     }
 
@@ -94,12 +109,22 @@ impl Sandbox {
     }
 
     pub async fn workload(&self) -> Option<SovereignWorkload> {
-        self.workloads().get_opt(demo::WORKLOAD).await.ok().flatten()
+        self.workloads()
+            .get_opt(demo::WORKLOAD)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The operator, in-process against the target, until the returned sender fires (or the task
     /// is aborted: a kill at an arbitrary instant).
-    pub fn operator(&self, identity: &str) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    pub fn operator(
+        &self,
+        identity: &str,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let client = self.dst.clone();
         let args = RunArgs {
@@ -138,7 +163,10 @@ pub fn trace(last: &std::sync::Mutex<String>, w: &SovereignWorkload) {
     let line = format!(
         "{} — {}",
         phase(w),
-        w.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default()
+        w.status
+            .as_ref()
+            .and_then(|s| s.message.clone())
+            .unwrap_or_default()
     );
     let mut l = last.lock().unwrap_or_else(|e| e.into_inner());
     if *l != line {
@@ -185,21 +213,38 @@ where
 /// A tree as comparable facts: relative path → (type, mode, size, content digest or link target).
 pub fn tree(root: &Path) -> BTreeMap<String, (char, u32, u64, String)> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (char, u32, u64, String)>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let path = e.path();
-            let rel = path.strip_prefix(root).expect("under root").display().to_string();
+            let rel = path
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
             let meta = std::fs::symlink_metadata(&path).expect("metadata");
             let mode = meta.mode() & 0o7777;
             if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&path).expect("readlink").display().to_string();
+                let target = std::fs::read_link(&path)
+                    .expect("readlink")
+                    .display()
+                    .to_string();
                 out.insert(rel, ('l', 0, 0, target));
             } else if meta.is_dir() {
                 out.insert(rel, ('d', mode, 0, String::new()));
                 walk(root, &path, out);
             } else {
                 let bytes = std::fs::read(&path).expect("read");
-                out.insert(rel, ('f', mode, meta.len(), blake3::hash(&bytes).to_hex().to_string()));
+                out.insert(
+                    rel,
+                    (
+                        'f',
+                        mode,
+                        meta.len(),
+                        blake3::hash(&bytes).to_hex().to_string(),
+                    ),
+                );
             }
         }
     }

@@ -410,6 +410,7 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
                     &ctx.mover_image,
                     &address,
                     old.pass,
+                    old.final_pass,
                     old.attempt.max(1),
                     node.as_deref(),
                 ),

@@ -137,11 +137,13 @@ pub fn receiver_service(vt: &VolumeTransfer, transport: Transport) -> Service {
 
 /// The sender of one pass: mounts the source PVC read-only; placed on the node that already
 /// mounts the volume when one does (a ReadWriteOnce volume attaches to one node).
+#[allow(clippy::too_many_arguments)]
 pub fn sender_pod(
     vt: &VolumeTransfer,
     image: &str,
     to: &str,
     pass: i32,
+    last: bool,
     attempt: i32,
     node: Option<&str>,
 ) -> Pod {
@@ -171,6 +173,9 @@ pub fn sender_pod(
             ]
         }
     });
+    if last && let Some(args) = v["spec"]["containers"][0]["args"].as_array_mut() {
+        args.push(json!("--final"));
+    }
     if let Some(node) = node {
         v["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
             {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}});
@@ -205,13 +210,14 @@ mod tests {
 
     #[test]
     fn the_sender_reads_the_source_claim_read_only_and_names_its_pass() {
-        let p = sender_pod(&vt(), "img", "10.0.0.1:8443", 2, 1, Some("node-a"));
+        let p = sender_pod(&vt(), "img", "10.0.0.1:8443", 2, true, 1, Some("node-a"));
         let spec = p.spec.expect("spec");
         assert_eq!(p.metadata.namespace.as_deref(), Some("sante"));
         let c = &spec.containers[0];
         let args = c.args.clone().unwrap_or_default();
         assert!(args.windows(2).any(|w| w == ["--pass", "2"]));
         assert!(args.windows(2).any(|w| w == ["--to", "10.0.0.1:8443"]));
+        assert!(args.iter().any(|a| a == "--final"));
         let vol = spec.volumes.unwrap_or_default();
         let claim = vol[0].persistent_volume_claim.clone().expect("claim");
         assert_eq!(claim.claim_name, "data-db-0");
