@@ -235,3 +235,379 @@ async fn a_realistic_namespace_moves_with_its_data() {
     let _ = op.await;
     sb.shutdown().await;
 }
+
+async fn replicas(c: &kube::Client, kind: &str, name: &str) -> Option<i32> {
+    match kind {
+        "Deployment" => {
+            Api::<Deployment>::namespaced(c.clone(), "sante")
+                .get(name)
+                .await
+                .ok()?
+                .spec?
+                .replicas
+        }
+        _ => {
+            Api::<StatefulSet>::namespaced(c.clone(), "sante")
+                .get(name)
+                .await
+                .ok()?
+                .spec?
+                .replicas
+        }
+    }
+}
+
+async fn suspended(c: &kube::Client, name: &str) -> Option<bool> {
+    Api::<CronJob>::namespaced(c.clone(), "sante")
+        .get(name)
+        .await
+        .ok()?
+        .spec?
+        .suspend
+}
+
+async fn settle(sb: &support::Sandbox, want: &[&str]) -> sovereign::api::SovereignWorkload {
+    let last = std::sync::Mutex::new(String::new());
+    eventually(&format!("the workload in {want:?}"), || async {
+        let w = sb.workload().await?;
+        support::trace(&last, &w);
+        want.contains(&phase(&w).as_str()).then_some(w)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copy_leaves_the_source_untouched_and_plan_touches_nothing() {
+    // Plan: the plan, the pre-flight and the estimate in status; nothing in the target.
+    let sb = support::start(json!({"mode": "Plan"})).await;
+    let (stop, op) = sb.operator("op-plan");
+    let w = settle(&sb, &["Completed", "Failed", "RolledBack"]).await;
+    assert_eq!(
+        condition(&w, "Ready").map(|c| c.1).as_deref(),
+        Some("PlanReady")
+    );
+    let s = w.status.clone().expect("status");
+    assert!(
+        s.plan
+            .as_ref()
+            .is_some_and(|p| p.objects >= 16 && p.volumes == 2)
+    );
+    assert!(s.cost.as_ref().and_then(|c| c.estimated.as_ref()).is_some());
+    let in_target = Api::<Deployment>::namespaced(sb.dst.clone(), "sante")
+        .list(&ListParams::default())
+        .await
+        .expect("list");
+    assert!(
+        in_target.items.is_empty(),
+        "Plan mode created objects in the target"
+    );
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    assert!(
+        vts.list(&ListParams::default())
+            .await
+            .expect("vts")
+            .items
+            .is_empty()
+    );
+    let _ = stop.send(());
+    let _ = op.await;
+    sb.shutdown().await;
+
+    // Copy: the target runs a copy with the data; the source keeps serving, never touched.
+    let sb = support::start(json!({"mode": "Copy"})).await;
+    let (stop, op) = sb.operator("op-copy");
+    let w = settle(&sb, &["Completed", "Failed", "RolledBack"]).await;
+    assert_eq!(
+        phase(&w),
+        "Completed",
+        "{:?}",
+        w.status.as_ref().and_then(|s| s.message.clone())
+    );
+    let s = w.status.clone().expect("status");
+    assert!(
+        s.quiesced.is_empty(),
+        "Copy records nothing to restore: {:?}",
+        s.quiesced
+    );
+    assert_eq!(
+        replicas(&sb.src, "Deployment", "dossier-api").await,
+        Some(3)
+    );
+    assert_eq!(
+        replicas(&sb.src, "StatefulSet", "dossier-db").await,
+        Some(1)
+    );
+    assert_eq!(
+        suspended(&sb.src, "dossier-purge").await,
+        None,
+        "the source CronJob was never patched"
+    );
+    let src_d = Api::<Deployment>::namespaced(sb.src.clone(), "sante")
+        .get("dossier-api")
+        .await
+        .expect("src");
+    assert_eq!(
+        src_d.status.and_then(|s| s.ready_replicas),
+        Some(3),
+        "the source still serves"
+    );
+    assert_eq!(
+        replicas(&sb.dst, "Deployment", "dossier-api").await,
+        Some(3)
+    );
+    for claim in ["dossier-documents", "data-dossier-db-0"] {
+        let a = sb
+            .source
+            .volume_path("sante", claim)
+            .expect("source volume");
+        let b = sb
+            .target
+            .volume_path("sante", claim)
+            .expect("target volume");
+        assert_eq!(tree(&a), tree(&b), "{claim}");
+    }
+    let _ = stop.send(());
+    let _ = op.await;
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_target_that_never_gets_healthy_rolls_back_and_the_source_serves_again() {
+    // The target's nodes carry no such label: the API's pods stay Pending there.
+    let sb = support::start(json!({
+        "cutover": {"strategy": "Automatic", "healthTimeout": "30s"},
+        "target": {"cluster": "quebec", "namespace": "sante", "storageClassMap": {"gp3": "ceph-rbd"},
+                   "imageRewrites": [{"from": "123456789012.dkr.ecr.us-east-1.amazonaws.com", "to": "registry.sante.gouv.qc.ca"}],
+                   "patches": [{"kind": "Deployment", "name": "dossier-api", "operations": [
+                       {"op": "add", "path": "/spec/template/spec/nodeSelector", "value": {"disktype": "nvme-gen5"}}]}]}
+    }))
+    .await;
+    let (stop, op) = sb.operator("op-rollback");
+    let w = settle(&sb, &["RolledBack", "Completed", "Failed"]).await;
+    assert_eq!(phase(&w), "RolledBack");
+    let ready = condition(&w, "Ready").expect("Ready");
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("False", "TargetUnhealthy")
+    );
+    assert!(
+        ready
+            .2
+            .contains("didn't match Pod's node affinity/selector"),
+        "{}",
+        ready.2
+    );
+    assert_eq!(
+        condition(&w, "Stalled").map(|c| c.0).as_deref(),
+        Some("True")
+    );
+    // The source was quiesced for the final pass, and is back exactly as it was.
+    let s = w.status.clone().expect("status");
+    assert!(s.cutover_at.is_some());
+    eventually("the source restored", || async {
+        (replicas(&sb.src, "Deployment", "dossier-api").await == Some(3)
+            && replicas(&sb.src, "StatefulSet", "dossier-db").await == Some(1)
+            && suspended(&sb.src, "dossier-purge").await == Some(false))
+        .then_some(())
+    })
+    .await;
+    let src_d = eventually("the source serving", || async {
+        let d = Api::<Deployment>::namespaced(sb.src.clone(), "sante")
+            .get("dossier-api")
+            .await
+            .ok()?;
+        (d.status.as_ref()?.ready_replicas == Some(3)).then_some(d)
+    })
+    .await;
+    assert_eq!(src_d.spec.and_then(|s| s.replicas), Some(3));
+    assert_eq!(
+        replicas(&sb.dst, "Deployment", "dossier-api").await,
+        Some(0)
+    );
+    assert_eq!(
+        replicas(&sb.dst, "StatefulSet", "dossier-db").await,
+        Some(0)
+    );
+    assert_eq!(suspended(&sb.dst, "dossier-purge").await, Some(true));
+    let _ = stop.send(());
+    let _ = op.await;
+    sb.shutdown().await;
+}
+
+/// The operator is killed (its task aborted, no graceful shutdown) right after every phase change
+/// it writes, and also mid-step every few hundred milliseconds — including while it applies the
+/// objects, slowed by latency on the target. Each time a fresh operator takes over from what both
+/// clusters and the status show. The run still completes once: one cutover, the source's replica
+/// counts recorded once (a second cutover would record zeros), no duplicated pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_at_every_phase_boundary_and_mid_step_it_still_completes_once() {
+    let sb = support::start(json!({"cutover": {"strategy": "Manual"}})).await;
+    // Manual approval first: nothing is cut over before the right hash, a stale one is refused.
+    let (stop, op) = sb.operator("op-0");
+    let w = settle(&sb, &["AwaitingApproval"]).await;
+    let hash = w
+        .status
+        .as_ref()
+        .and_then(|s| s.plan.as_ref())
+        .map(|p| p.hash.clone())
+        .expect("plan hash");
+    let approve = |h: String| {
+        let api = sb.workloads();
+        async move {
+            api.patch(
+                demo::WORKLOAD,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": {"cutover": {"approvedPlanHash": h, "approvedBy": "dpo@sante.gouv.qc.ca"}}})),
+            )
+            .await
+            .expect("approve");
+        }
+    };
+    approve("ab".repeat(32)).await;
+    let stale = eventually("a stale hash refused", || async {
+        let w = sb.workload().await?;
+        (condition(&w, "Approved")?.1 == "StalePlanHash").then_some(w)
+    })
+    .await;
+    assert_eq!(phase(&stale), "AwaitingApproval");
+    assert_eq!(
+        replicas(&sb.src, "Deployment", "dossier-api").await,
+        Some(3)
+    );
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    assert!(
+        vts.list(&ListParams::default())
+            .await
+            .expect("vts")
+            .items
+            .is_empty(),
+        "nothing moves before approval"
+    );
+    op.abort();
+    let _ = op.await;
+    drop(stop);
+
+    // Slow writes on the target so that a kill lands while objects are being applied.
+    sb.target
+        .faults()
+        .set_latency(std::time::Duration::from_millis(15));
+    approve(hash).await;
+    let mut generation = 0;
+    let mut seen: Vec<String> = Vec::new();
+    let mut first_cutover = None;
+    let started = tokio::time::Instant::now();
+    let done = loop {
+        generation += 1;
+        let (_stop, op) = sb.operator(&format!("op-{generation}"));
+        let at_start = sb.workload().await.map(|w| phase(&w)).unwrap_or_default();
+        let kill_at = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(300 + 170 * (generation % 5));
+        let mut finished = None;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let Some(w) = sb.workload().await else {
+                continue;
+            };
+            let p = phase(&w);
+            if seen.last() != Some(&p) {
+                seen.push(p.clone());
+            }
+            if let Some(t) = w.status.as_ref().and_then(|s| s.cutover_at.clone()) {
+                let first = first_cutover.get_or_insert(t.clone());
+                assert_eq!(*first, t, "a second cutover");
+            }
+            if p == "Completed" {
+                finished = Some(w);
+                break;
+            }
+            assert!(
+                !["RolledBack", "Failed"].contains(&p.as_str()),
+                "ended {p}: {:?}",
+                w.status.and_then(|s| s.message)
+            );
+            if p != at_start || tokio::time::Instant::now() > kill_at {
+                break;
+            }
+        }
+        op.abort();
+        let _ = op.await;
+        if let Some(w) = finished {
+            break w;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(240),
+            "no progress: {seen:?}"
+        );
+    };
+    sb.target.faults().set_latency(std::time::Duration::ZERO);
+    eprintln!("[crash] {generation} operator(s) killed; phases seen: {seen:?}");
+    assert!(
+        generation >= 5,
+        "only {generation} operators: the test did not kill enough"
+    );
+    for p in ["Replicating", "CuttingOver", "Verifying", "Completed"] {
+        assert!(seen.iter().any(|s| s == p), "{p} not seen in {seen:?}");
+    }
+    let s = done.status.clone().expect("status");
+    let recorded: Vec<(String, Option<i32>, Option<bool>)> = s
+        .quiesced
+        .iter()
+        .map(|q| (q.name.clone(), q.replicas, q.suspended))
+        .collect();
+    assert!(
+        recorded.contains(&("dossier-api".into(), Some(3), None)),
+        "{recorded:?}"
+    );
+    assert!(
+        recorded.contains(&("dossier-db".into(), Some(1), None)),
+        "{recorded:?}"
+    );
+    assert!(
+        recorded.contains(&("dossier-purge".into(), None, Some(false))),
+        "{recorded:?}"
+    );
+    assert_eq!(
+        s.plan
+            .as_ref()
+            .and_then(|p| p.approved_by.clone())
+            .as_deref(),
+        Some("dpo@sante.gouv.qc.ca")
+    );
+    // No duplicates: the target runs exactly the source's replica counts, one transfer per volume.
+    let pods = Api::<Pod>::namespaced(sb.dst.clone(), "sante")
+        .list(&ListParams::default().labels("app=dossier-api"))
+        .await
+        .expect("pods");
+    assert_eq!(
+        pods.items.len(),
+        3,
+        "{:?}",
+        pods.items.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+    );
+    let transfers = vts.list(&ListParams::default()).await.expect("vts").items;
+    assert_eq!(transfers.len(), 2);
+    for vt in &transfers {
+        let st = vt.status.clone().expect("status");
+        assert_eq!(st.source_root_hash, st.target_root_hash);
+        assert_eq!(
+            st.pass_wire_bytes.len() as i32,
+            st.pass,
+            "one wire-bytes entry per pass: {st:?}"
+        );
+        let claim = &vt.spec.source.pvc;
+        let a = sb
+            .source
+            .volume_path("sante", claim)
+            .expect("source volume");
+        let b = sb
+            .target
+            .volume_path("sante", claim)
+            .expect("target volume");
+        assert_eq!(tree(&a), tree(&b), "{claim}");
+    }
+    assert_eq!(
+        replicas(&sb.src, "Deployment", "dossier-api").await,
+        Some(0)
+    );
+    sb.shutdown().await;
+}
