@@ -611,3 +611,110 @@ async fn killed_at_every_phase_boundary_and_mid_step_it_still_completes_once() {
     );
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_budget_pauses_before_data_moves_and_the_actual_cost_is_the_wire_bytes_priced() {
+    // Prices chosen so that only egress costs anything: the actual is then wire bytes × price.
+    let sb = support::start(
+        json!({"cost": {"currency": "CAD", "budget": {"amount": 1, "currency": "CAD"}}}),
+    )
+    .await;
+    let clusters: Api<sovereign::api::SovereignCluster> = Api::all(sb.dst.clone());
+    let free = json!({"storagePerGiBMonth": {}, "vcpuHour": 0, "memoryGiBHour": 0, "loadBalancerHour": 0, "controlPlaneHour": 0});
+    let mut aws = free.clone();
+    aws["currency"] = json!("USD");
+    aws["egressPerGiB"] = json!(1000.0);
+    aws["freeEgressGiB"] = json!(0);
+    aws["storagePerGiBMonth"] = json!({"gp3": 0});
+    let mut qc = free;
+    qc["currency"] = json!("CAD");
+    qc["egressPerGiB"] = json!(0);
+    qc["storagePerGiBMonth"] = json!({"ceph-rbd": 0});
+    for (name, pricing) in [("aws-us-east-1", aws), ("quebec", qc)] {
+        clusters
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": {"pricing": pricing}})),
+            )
+            .await
+            .expect("pricing");
+    }
+    // A merge patch keeps the demo's egress tiers, which would win over egressPerGiB: drop them.
+    clusters
+        .patch(
+            "aws-us-east-1",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"pricing": {"egressTiers": null}}})),
+        )
+        .await
+        .expect("no tiers");
+    let (stop, op) = sb.operator("op-cost");
+    let w = settle(&sb, &["Paused", "Completed", "RolledBack", "Failed"]).await;
+    assert_eq!(phase(&w), "Paused");
+    let within = condition(&w, "WithinBudget").expect("WithinBudget");
+    assert_eq!(
+        (within.0.as_str(), within.1.as_str()),
+        ("False", "OverBudget")
+    );
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    assert!(
+        vts.list(&ListParams::default())
+            .await
+            .expect("vts")
+            .items
+            .is_empty(),
+        "no data moved over budget"
+    );
+    assert!(
+        Api::<Deployment>::namespaced(sb.dst.clone(), "sante")
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    // Raising the budget resumes.
+    sb.workloads()
+        .patch(
+            demo::WORKLOAD,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"spec": {"cost": {"budget": {"amount": 100000000, "currency": "CAD"}}}}),
+            ),
+        )
+        .await
+        .expect("raise");
+    let w = settle(&sb, &["Completed", "RolledBack", "Failed"]).await;
+    assert_eq!(phase(&w), "Completed");
+    let s = w.status.clone().expect("status");
+    let actual = s
+        .cost
+        .as_ref()
+        .and_then(|c| c.actual.clone())
+        .expect("actual cost");
+    let transfers = vts.list(&ListParams::default()).await.expect("vts").items;
+    let wire: i64 = transfers
+        .iter()
+        .map(|t| t.status.clone().unwrap_or_default().wire_bytes)
+        .sum();
+    assert_eq!(actual.wire_bytes, wire, "every pass counted once");
+    assert!(wire > 6 << 20, "{wire}");
+    let gib = wire as f64 / (1u64 << 30) as f64;
+    // The built-in USD→CAD rate (sovereign's fx table) is 1.38.
+    let expected = gib * 1000.0 * 1.38;
+    assert!(
+        (actual.one_time - expected).abs() <= 0.011,
+        "actual {} vs {expected:.4} = {wire} B × 1000 USD/GiB × 1.38",
+        actual.one_time
+    );
+    assert!(
+        s.cost
+            .as_ref()
+            .and_then(|c| c.display.clone())
+            .is_some_and(|d| d.contains("CAD"))
+    );
+    let _ = stop.send(());
+    let _ = op.await;
+    sb.shutdown().await;
+}

@@ -270,12 +270,37 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
         }
         status.plan = Some(ps);
         if let Some(e) = estimate {
-            status.cost = Some(cost::cost_status(&e.currency, Some(e), None));
+            let mut c = cost::cost_status(&e.currency, Some(e), None);
+            // An actual cost already recorded stays until it is recomputed below.
+            if let Some(a) = old.cost.as_ref().and_then(|c| c.actual.clone()) {
+                c.actual = Some(a);
+                c.display = old.cost.as_ref().and_then(|c| c.display.clone());
+            }
+            status.cost = Some(c);
             ctx.metrics
                 .set_migration_cost(&key, "estimated", e.one_time.total);
         }
     }
     edit.apply(&mut status);
+    // Once data may have moved (objects applied, transfers created), the actual cost is kept up
+    // to date whatever the phase this reconcile ends in.
+    if status.started_at.is_some()
+        && w.spec.mode != Mode::Plan
+        && let (Some((p, estimate, _)), Some(src), Some(dst)) =
+            (&planned, refs.source.as_ref(), refs.target.as_ref())
+    {
+        let transfers = migration::volumes::observe(&ctx.client, &w)
+            .await
+            .unwrap_or_default();
+        let objects: Vec<serde_json::Value> = p.objects.iter().map(|o| o.object.clone()).collect();
+        if let Some(a) = migration::ledger::actual(&w, &status, &objects, &transfers, src, dst) {
+            ctx.metrics
+                .set_migration_cost(&key, "actual", a.one_time.total);
+            let currency = a.currency.clone();
+            status.cost = Some(cost::cost_status(&currency, estimate.as_ref(), Some(&a)));
+            over_budget_pause(&w, &mut status, &a, &now);
+        }
+    }
     set_percent(&mut status);
     // act
     let api: Api<SovereignWorkload> =
@@ -290,6 +315,42 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
     Ok(Action::requeue(requeue.unwrap_or(Duration::from_secs(
         if waiting { 30 } else { 300 },
     ))))
+}
+
+/// An actual cost past the budget pauses the migration at this safe point (before the cutover;
+/// a cutover under way is never interrupted): the transfers finish their pass and start no other.
+fn over_budget_pause(
+    w: &SovereignWorkload,
+    status: &mut SovereignWorkloadStatus,
+    actual: &cost::Actual,
+    now: &Time,
+) {
+    let Some(budget) = w.spec.cost.as_ref().and_then(|c| c.budget.as_ref()) else {
+        return;
+    };
+    let Ok(check) = cost::check_actual(actual, budget, &cost::FxTable::builtin()) else {
+        return;
+    };
+    let mut desired = vec![Desired::new(
+        WITHIN_BUDGET,
+        check.within,
+        if check.within {
+            "WithinBudget"
+        } else {
+            "OverBudget"
+        },
+        check.message.clone(),
+    )];
+    if !check.within {
+        let message = format!(
+            "{}; paused before the cutover: raise spec.cost.budget to go on",
+            check.message
+        );
+        desired.extend(kstatus(false, "OverBudget", &message, false, true));
+        status.phase = Some(Phase::Paused);
+        status.message = Some(message);
+    }
+    status.conditions = conditions::merge(&status.conditions, &desired, w.metadata.generation, now);
 }
 
 /// Objects are the first half of the work, the volumes' bytes the second; a finished migration is
@@ -353,6 +414,26 @@ async fn drive(
     };
     let mut status = render_status(&w, &old, &step.decision, &now);
     step.edit.apply(&mut status);
+    if let (Ok(sides), Some(src), Some(dst)) = (
+        sides(&w, refs, ctx).await,
+        refs.source.as_ref(),
+        refs.target.as_ref(),
+    ) {
+        let transfers = migration::volumes::observe(&ctx.client, &w)
+            .await
+            .unwrap_or_default();
+        let objects = migration::ledger::target_objects(&sides).await;
+        if let Some(a) = migration::ledger::actual(&w, &status, &objects, &transfers, src, dst) {
+            let key = format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any());
+            ctx.metrics
+                .set_migration_cost(&key, "actual", a.one_time.total);
+            let mut c = status.cost.clone().unwrap_or_default();
+            c.currency = a.currency.clone();
+            c.actual = Some(a.to_cost_actual());
+            c.display = Some(a.display());
+            status.cost = Some(c);
+        }
+    }
     if let Some(r) = status.residency.as_mut()
         && r.checked_at.is_none()
     {

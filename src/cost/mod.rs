@@ -35,7 +35,7 @@ pub use fx::{FxTable, Rate, parse_override};
 pub use ledger::{Actual, Facts, LedgerInput, MoverRole, Observation, actual};
 pub use lines::Section;
 pub use money::{display, format_money, round_cents};
-pub use plan::estimate_plan;
+pub use plan::{Moved, actual_of, estimate_plan};
 
 use crate::api::workload::CostStatus;
 

@@ -66,3 +66,92 @@ pub fn estimate_plan(
     input.report_currency = currency;
     estimate(&input)
 }
+
+/// What a migration's volumes and objects occupy on each side: the planned objects (or, after the
+/// plan is frozen, the target's copies of them, which carry the same specs) and the claims.
+pub struct Moved<'a> {
+    pub objects: &'a [Value],
+    /// (source storage class, target storage class, capacity bytes) per claim.
+    pub volumes: Vec<(Option<String>, Option<String>, u64)>,
+}
+
+fn footprints(m: &Moved<'_>) -> (Footprint, Footprint) {
+    let u = usage(m.objects, "default");
+    let side = |target_side: bool| Footprint {
+        cpu_cores: u.cpu_cores,
+        memory_gib: u.memory_gib,
+        volumes: m
+            .volumes
+            .iter()
+            .map(|(s, t, bytes)| VolumeUse {
+                storage_class: if target_side { t.clone() } else { s.clone() }
+                    .unwrap_or_else(|| "default".into()),
+                gib: *bytes as f64 / GIB,
+            })
+            .collect(),
+        load_balancers: u.load_balancers,
+    };
+    (side(false), side(true))
+}
+
+/// The actual one-time cost so far, from the ledger's facts: the wire bytes the movers reported per
+/// pass (through the source's egress tiers), both sides' run-rate over the time both held the
+/// workload (replication start to completion, or `now`), in `currency`.
+#[allow(clippy::too_many_arguments)]
+pub fn actual_of(
+    moved: &Moved<'_>,
+    source: &SovereignCluster,
+    target: &SovereignCluster,
+    currency: &str,
+    fx: &FxTable,
+    transfers: &[(String, crate::api::transfer::VolumeTransferStatus)],
+    started: Option<jiff::Timestamp>,
+    ended: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+) -> Result<super::Actual, CostError> {
+    let (before, after) = footprints(moved);
+    let (source_prices, target_prices) = (cluster_pricing(source), cluster_pricing(target));
+    let (source_name, target_name) = (
+        source.metadata.name.clone().unwrap_or_default(),
+        target.metadata.name.clone().unwrap_or_default(),
+    );
+    let mut obs: Vec<super::Observation> = transfers
+        .iter()
+        .map(|(name, s)| super::Observation::from_transfer(name, s))
+        .collect();
+    if let Some(started) = started {
+        obs.push(super::Observation::Parallel { started, ended });
+    }
+    let facts = super::Facts::from_observations(&obs)?;
+    let input = super::LedgerInput {
+        source: Side {
+            cluster: &source_name,
+            prices: &source_prices,
+            footprint: &before,
+        },
+        target: Side {
+            cluster: &target_name,
+            prices: &target_prices,
+            footprint: &after,
+        },
+        report_currency: currency,
+        fx,
+        control_plane_share: EstimateInput::new(
+            Side {
+                cluster: &source_name,
+                prices: &source_prices,
+                footprint: &before,
+            },
+            Side {
+                cluster: &target_name,
+                prices: &target_prices,
+                footprint: &after,
+            },
+            0,
+            fx,
+        )
+        .control_plane_share,
+        egress_already_sent_gib: 0.0,
+    };
+    super::actual(&facts, &input, now)
+}

@@ -11,6 +11,7 @@
 //! target scaled down, the source restored exactly as recorded. The source's data is never written.
 
 pub mod decommission;
+pub mod ledger;
 pub mod residency;
 pub mod volumes;
 pub mod workloads;

@@ -349,6 +349,18 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
         TransferPhase::Pending | TransferPhase::Preparing | TransferPhase::Synced
     );
     if idle {
+        // A paused or suspended workload (budget, spec.suspend) starts no new pass; the one
+        // under way finishes. The final pass is the cutover's, which a pause never interrupts.
+        let paused = w.spec.suspend
+            || w.status.as_ref().and_then(|s| s.phase) == Some(crate::api::workload::Phase::Paused);
+        if paused && !want_final {
+            s.message = Some(format!(
+                "{} pass(es) verified; the workload is paused, no new pass starts",
+                old.pass
+            ));
+            write(&vt, ctx, &s).await?;
+            return Ok(Action::requeue(Duration::from_secs(10)));
+        }
         let next = if old.pass < pre_copy {
             Some(false)
         } else if want_final && !old.final_pass {
