@@ -22,6 +22,20 @@ async fn a_realistic_namespace_moves_with_its_data() {
         let w = sb.workload().await?;
         let p = phase(&w);
         support::trace(&last, &w);
+        if std::env::var("TRACE_TRANSFERS").is_ok() {
+            let vts: Api<VolumeTransfer> =
+                Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+            for vt in vts.list(&ListParams::default()).await.ok()?.items {
+                let st = vt.status.clone().unwrap_or_default();
+                eprintln!(
+                    "[vt {}] {:?} pass {} {}",
+                    vt.name_any(),
+                    st.phase,
+                    st.pass,
+                    st.message.unwrap_or_default()
+                );
+            }
+        }
         assert!(
             !["RolledBack", "Failed"].contains(&p.as_str()),
             "migration ended {p}: {:?}",
@@ -713,6 +727,81 @@ async fn a_budget_pauses_before_data_moves_and_the_actual_cost_is_the_wire_bytes
             .as_ref()
             .and_then(|c| c.display.clone())
             .is_some_and(|d| d.contains("CAD"))
+    );
+    let _ = stop.send(());
+    let _ = op.await;
+    sb.shutdown().await;
+}
+
+/// After completion the residency check runs again on what actually runs: a pod rescheduled onto a
+/// node pool of a US cloud flips `ResidencyCompliant` to False with the evidence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drift_after_completion_flips_the_residency_condition() {
+    let sb = support::start(json!({})).await;
+    let (stop, op) = sb.operator("op-drift");
+    let w = settle(&sb, &["Completed", "RolledBack", "Failed"]).await;
+    assert_eq!(phase(&w), "Completed");
+    let compliant = condition(&w, "ResidencyCompliant").expect("condition");
+    assert_eq!(
+        (compliant.0.as_str(), compliant.1.as_str()),
+        ("True", "Compliant"),
+        "{}",
+        compliant.2
+    );
+    assert_eq!(
+        w.status
+            .as_ref()
+            .and_then(|s| s.residency.as_ref())
+            .and_then(|r| r.location.clone())
+            .as_deref(),
+        Some("CA-QC")
+    );
+    // Someone adds an EKS node pool to the Québec cluster and pins the API there.
+    let t = sovereign::sandbox::meta::now();
+    sb.target
+        .apply_object(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "ip-10-0-9-9.ec2.internal", "labels": {
+                "kubernetes.io/hostname": "ip-10-0-9-9.ec2.internal", "kubernetes.io/os": "linux",
+                "topology.kubernetes.io/region": "us-east-1", "topology.kubernetes.io/zone": "us-east-1a",
+                "eks.amazonaws.com/nodegroup": "burst", "node.kubernetes.io/instance-type": "m6i.xlarge"}},
+            "spec": {"providerID": "aws:///us-east-1a/i-0f00dbabe0000001"},
+            "status": {"capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+                       "allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
+                                       "lastHeartbeatTime": t, "lastTransitionTime": t}],
+                       "addresses": [{"type": "InternalIP", "address": "10.0.9.9"}],
+                       "nodeInfo": {"machineID": "m", "systemUUID": "u", "bootID": "b", "kubeletVersion": "v1.32.0", "kubeProxyVersion": "v1.32.0",
+                                    "osImage": "Amazon Linux 2023", "kernelVersion": "6.1", "containerRuntimeVersion": "containerd://1.7", "operatingSystem": "linux", "architecture": "amd64"}}
+        }))
+        .expect("foreign node");
+    Api::<Deployment>::namespaced(sb.dst.clone(), "sante")
+        .patch(
+            "dossier-api",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"template": {"spec": {"nodeSelector": {"eks.amazonaws.com/nodegroup": "burst"}}}}})),
+        )
+        .await
+        .expect("pin to the foreign pool");
+    let drifted = eventually("the drift detected", || async {
+        let w = sb.workload().await?;
+        (condition(&w, "ResidencyCompliant")?.1 == "Drifted").then_some(w)
+    })
+    .await;
+    let c = condition(&drifted, "ResidencyCompliant").expect("condition");
+    assert_eq!(c.0, "False");
+    let r = drifted
+        .status
+        .as_ref()
+        .and_then(|s| s.residency.clone())
+        .expect("residency");
+    assert_eq!(r.verdict, sovereign::api::Verdict::NonCompliant);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.object.contains("ip-10-0-9-9") || f.evidence.contains("us-east-1")),
+        "{:?}",
+        r.findings
     );
     let _ = stop.send(());
     let _ = op.await;

@@ -71,6 +71,7 @@ fn args(identity: &str) -> RunArgs {
         catalog_configmap: None,
         concurrency: 2,
         mover_image: sovereign::controller::context::DEFAULT_MOVER_IMAGE.into(),
+        residency_recheck: std::time::Duration::from_secs(300),
     }
 }
 

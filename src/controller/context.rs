@@ -22,7 +22,7 @@ pub const FIELD_MANAGER: &str = "sovereign-operator";
 pub const FINALIZER: &str = "sovereign.dev/cleanup";
 /// The mover's image: the operator's own, at the operator's version.
 pub const DEFAULT_MOVER_IMAGE: &str = concat!(
-    "ghcr.io/sovereign-dev/sovereign-operator:",
+    "registry.sovereign.dev/sovereign-operator:",
     env!("CARGO_PKG_VERSION")
 );
 
@@ -43,6 +43,8 @@ pub struct Context {
     pub catalog_configmap: Option<(String, String)>,
     /// The image the mover pods run (this project's own image).
     pub mover_image: String,
+    /// How often a completed migration's residency is checked again (drift).
+    pub residency_recheck: Duration,
     pub transfer_recorder: Recorder,
     retries: Mutex<HashMap<String, u32>>,
     probes: Mutex<HashMap<String, (String, Instant)>>,
@@ -95,6 +97,7 @@ impl Context {
                 reporter("sovereign-operator/volumetransfer"),
             ),
             mover_image: DEFAULT_MOVER_IMAGE.to_string(),
+            residency_recheck: Duration::from_secs(300),
             client,
             metrics,
             secret_namespaces,

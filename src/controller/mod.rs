@@ -72,6 +72,9 @@ pub struct RunArgs {
     /// Reconciliations run at once per controller.
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
+    /// How often a completed migration's residency is checked again on what runs (drift).
+    #[arg(long, env = "SOVEREIGN_RESIDENCY_RECHECK", default_value = "5m", value_parser = parse_go_duration)]
+    pub residency_recheck: std::time::Duration,
     /// The image of the mover pods (this project's own image).
     #[arg(long, env = "SOVEREIGN_MOVER_IMAGE", default_value = context::DEFAULT_MOVER_IMAGE)]
     pub mover_image: String,
@@ -230,6 +233,12 @@ pub async fn run_with(
 
 use leader::Leadership;
 
+fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::api::duration::parse(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a positive duration such as 30s, 5m or 1h"))
+}
+
 fn default_identity() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sovereign-operator".into());
     format!("{host}-{}", std::process::id())
@@ -283,6 +292,7 @@ async fn run_controllers(
     );
     ctx.cluster_policy = args.cluster_policy.clone();
     ctx.mover_image = args.mover_image.clone();
+    ctx.residency_recheck = args.residency_recheck;
     ctx.catalog_configmap = args
         .catalog_configmap
         .clone()

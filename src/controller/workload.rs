@@ -404,7 +404,17 @@ async fn drive(
         Ok(sides) => {
             let catalog = ctx.catalog().await;
             let policy = refs.policy.as_ref().map(|p| &p.spec);
-            match migration::drive(&w, &old, &ctx.client, &sides, policy, &catalog).await {
+            match migration::drive(
+                &w,
+                &old,
+                &ctx.client,
+                &sides,
+                policy,
+                &catalog,
+                ctx.residency_recheck,
+            )
+            .await
+            {
                 Ok(step) => step,
                 // A failed read or write mid-step: the step is repeated from what is observed.
                 Err(e) => hold("StepRetrying", format!("{}: {e}; retrying", phase.as_str())),

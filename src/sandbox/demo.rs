@@ -180,6 +180,7 @@ pub async fn follow(
         catalog_configmap: None,
         concurrency: 4,
         mover_image: crate::controller::context::DEFAULT_MOVER_IMAGE.into(),
+        residency_recheck: std::time::Duration::from_secs(300),
     };
     let operator_client = client.clone();
     let operator = tokio::spawn(async move {

@@ -139,6 +139,8 @@ impl Sandbox {
             catalog_configmap: None,
             concurrency: 4,
             mover_image: sovereign::controller::context::DEFAULT_MOVER_IMAGE.into(),
+            // Often, so that a drift test sees the check run again within seconds.
+            residency_recheck: std::time::Duration::from_secs(1),
         };
         let task = tokio::spawn(async move {
             if let Err(e) = run_with(client, args, async {

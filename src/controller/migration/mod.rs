@@ -307,6 +307,7 @@ pub async fn drive(
     sides: &Sides,
     policy: Option<&crate::api::policy::ResidencyPolicySpec>,
     catalog: &crate::residency::Catalog,
+    recheck: Duration,
 ) -> Result<Step, MigrationError> {
     let cutover = w.spec.cutover.clone().unwrap_or_default();
     let phase = old.phase.unwrap_or_default();
@@ -327,7 +328,7 @@ pub async fn drive(
     match phase {
         Phase::CuttingOver => cut_over(w, old, operator, sides).await,
         Phase::Verifying => verify(w, old, sides, &cutover.health_timeout, policy, catalog).await,
-        Phase::Completed => completed(w, old, sides, &cutover, policy, catalog).await,
+        Phase::Completed => completed(w, old, sides, &cutover, policy, catalog, recheck).await,
         Phase::RollingBack => roll_back(w, old, sides).await,
         _ => {
             // RolledBack is terminal: the Ready condition keeps the reason it ended with.
@@ -579,6 +580,7 @@ async fn completed(
     cutover: &crate::api::workload::CutoverSpec,
     policy: Option<&crate::api::policy::ResidencyPolicySpec>,
     catalog: &crate::residency::Catalog,
+    recheck: Duration,
 ) -> Result<Step, MigrationError> {
     // Drift: the same check on what runs now (a pod rescheduled to a foreign node pool).
     let (verdict, residency) = residency::check(
@@ -609,9 +611,9 @@ async fn completed(
     }
     // Wake at the end of the retention, and often enough to catch drift.
     let next = if w.spec.mode == Mode::Move && cutover.decommission_source && done_for < retain {
-        (retain - done_for).min(Duration::from_secs(60))
+        (retain - done_for).min(recheck)
     } else {
-        Duration::from_secs(60)
+        recheck
     };
     let mut s = step(Phase::Completed, "Completed", message, next);
     s.decision

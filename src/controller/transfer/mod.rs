@@ -515,13 +515,18 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
             fail_attempt(&vt, ctx, s, why).await
         }
         _ => {
+            // A sender that cannot start says why (the scheduler's or kubelet's words).
+            let waiting = pod_waiting(&pod);
             s.message = Some(format!(
-                "pass {} ({}), attempt {}: {} of {}",
+                "pass {} ({}), attempt {}: {} of {}{}",
                 old.pass,
                 if old.final_pass { "final" } else { "pre-copy" },
                 old.attempt.max(1),
                 human_bytes(s.bytes_done),
-                human_bytes(s.bytes_total)
+                human_bytes(s.bytes_total),
+                waiting
+                    .map(|w| format!("; sender {pod_phase}: {w}"))
+                    .unwrap_or_default()
             ));
             write(&vt, ctx, &s).await?;
             Ok(Action::requeue(ACTIVE))
@@ -556,6 +561,25 @@ async fn fail_attempt(
     Ok(Action::requeue(Duration::from_secs(
         2u64.pow(attempt as u32),
     )))
+}
+
+/// Why a pod is not running yet, if it says.
+fn pod_waiting(p: &Pod) -> Option<String> {
+    let st = p.status.as_ref()?;
+    if let Some(c) = st.conditions.as_ref().and_then(|c| {
+        c.iter()
+            .find(|c| c.status == "False" && c.message.is_some())
+    }) {
+        return Some(format!(
+            "{} {}",
+            c.reason.clone().unwrap_or_default(),
+            c.message.clone().unwrap_or_default()
+        ));
+    }
+    st.container_statuses
+        .as_ref()?
+        .iter()
+        .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
 }
 
 fn pod_ready(p: &Pod) -> bool {

@@ -94,7 +94,7 @@ pub fn receiver_pod(vt: &VolumeTransfer, image: &str) -> Pod {
             "containers": [{
                 "name": "receiver",
                 "image": image,
-                "command": ["sovereign"],
+                "command": ["/usr/local/bin/sovereign"],
                 "args": ["mover", "receive", "--listen", format!("$(POD_IP):{PORT}"),
                          "--root", DATA_PATH, "--certs", CERTS_PATH, "--log-format", "json"],
                 "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
@@ -158,7 +158,7 @@ pub fn sender_pod(
             "containers": [{
                 "name": "sender",
                 "image": image,
-                "command": ["sovereign"],
+                "command": ["/usr/local/bin/sovereign"],
                 "args": ["mover", "send", "--to", to, "--root", DATA_PATH, "--certs", CERTS_PATH,
                          "--pass", pass.to_string(), "--log-format", "json"],
                 "securityContext": security_context(),
