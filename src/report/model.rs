@@ -446,7 +446,7 @@ pub fn build(inputs: &Inputs, provenance: &Provenance) -> Attestation {
                 v.target_root_hash.as_deref().unwrap_or_default()
             )),
             TRANSFER_MISSING => problems.push(format!(
-                "volume {}: its VolumeTransfer {} does not exist, so its data cannot be shown to be verified",
+                "volume {}: its VolumeTransfer {} does not exist (or is not owned by this workload), so its data cannot be shown to be verified",
                 v.pvc, v.transfer
             )),
             _ => problems.push(format!(
