@@ -11,6 +11,7 @@ pub mod cost;
 pub mod migrate;
 pub mod mover;
 pub mod remote;
+pub mod report;
 pub mod residency;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

@@ -19,6 +19,20 @@ fn main() -> ExitCode {
                 }
             };
         }
+        // Exit 0: attested; 1: written, but attests a problem; 2: bad input (verify: 0 valid, 1 not).
+        Command::Report(args) => {
+            use sovereign::cli::report::{self, ReportCommand};
+            return match &args.command {
+                Some(ReportCommand::Verify(v)) => report::verify(v),
+                None => match runtime() {
+                    Ok(rt) => rt.block_on(report::run(&args.make)),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(2)
+                    }
+                },
+            };
+        }
         Command::Crd(args) => sovereign::cli::crd::run(&args).map_err(|e| e.to_string()),
         Command::Run(args) => runtime().and_then(|rt| {
             rt.block_on(sovereign::controller::run(args))

@@ -4,6 +4,7 @@
 pub mod crd;
 pub mod files;
 pub mod plan;
+pub mod report;
 pub mod residency;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Residency and jurisdiction of a cluster and its workloads.
     Residency(residency::ResidencyArgs),
+    /// The signed residency-and-cost attestation of a workload (`report verify` checks one).
+    Report(report::ReportArgs),
     /// Serve simulated clusters (source and target) on loopback for kubectl and the operator.
     #[cfg(feature = "sandbox")]
     Sandbox(crate::sandbox::cli::SandboxArgs),
