@@ -285,6 +285,47 @@ async fn settle(sb: &support::Sandbox, want: &[&str]) -> sovereign::api::Soverei
     eventually(&format!("the workload in {want:?}"), || async {
         let w = sb.workload().await?;
         support::trace(&last, &w);
+        if std::env::var("TRACE_TRANSFERS").is_ok() {
+            let vts: Api<VolumeTransfer> =
+                Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+            for vt in vts.list(&ListParams::default()).await.ok()?.items {
+                let st = vt.status.clone().unwrap_or_default();
+                eprintln!(
+                    "[vt {}] {:?} pass {} {}",
+                    vt.name_any(),
+                    st.phase,
+                    st.pass,
+                    st.message.unwrap_or_default()
+                );
+            }
+            for (c, side) in [(&sb.src, "source"), (&sb.dst, "target")] {
+                let pods = Api::<Pod>::namespaced(c.clone(), "sante");
+                let sel = ListParams::default().labels("app.kubernetes.io/name=sovereign-mover");
+                for p in pods.list(&sel).await.ok()?.items {
+                    let st = p.status.clone().unwrap_or_default();
+                    let log = pods
+                        .logs(&p.name_any(), &Default::default())
+                        .await
+                        .unwrap_or_default();
+                    eprintln!(
+                        "[pod {side} {}] {:?} {:?} log: {}",
+                        p.name_any(),
+                        st.phase,
+                        st.conditions
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|c| format!(
+                                "{}={} {}",
+                                c.type_,
+                                c.status,
+                                c.message.clone().unwrap_or_default()
+                            ))
+                            .collect::<Vec<_>>(),
+                        log.lines().last().unwrap_or("")
+                    );
+                }
+            }
+        }
         want.contains(&phase(&w).as_str()).then_some(w)
     })
     .await
