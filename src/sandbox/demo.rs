@@ -92,6 +92,33 @@ pub fn register(
     target: &SimCluster,
     target_profile: &str,
 ) -> Result<(), SandboxError> {
+    register_clusters(source, target, target_profile)?;
+    let class = if target_profile == "ovh-bhs5" {
+        "csi-cinder-high-speed"
+    } else {
+        "ceph-rbd"
+    };
+    create(
+        target,
+        json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
+        "metadata": {"name": WORKLOAD, "namespace": WORKLOAD_NAMESPACE},
+        "spec": {"source": {"cluster": "aws-us-east-1", "namespace": "sante", "selector": {"matchLabels": {"app.kubernetes.io/part-of": "dossier"}}},
+                 "target": {"cluster": "quebec", "namespace": "sante", "storageClassMap": {"gp3": class},
+                            "imageRewrites": [{"from": "123456789012.dkr.ecr.us-east-1.amazonaws.com", "to": "registry.sante.gouv.qc.ca"}]},
+                 "mode": "Move", "cutover": {"strategy": "Automatic"}, "residencyPolicy": "quebec-strict",
+                 "governance": {"dataClassification": "Confidential", "privacyImpactAssessmentRef": "EFVP-2026-0412"},
+                 "cost": {"currency": "CAD", "budget": {"amount": 5000, "currency": "CAD"}}}}),
+    )
+}
+
+/// Installs the CRDs in the target and registers both clusters (`aws-us-east-1`, `quebec`) and the
+/// `quebec-strict` policy there, with the namespace `migrations` for workloads: everything a
+/// SovereignWorkload needs but the workload itself.
+pub fn register_clusters(
+    source: &SimCluster,
+    target: &SimCluster,
+    target_profile: &str,
+) -> Result<(), SandboxError> {
     for crd in crate::api::crds() {
         create(
             target,
@@ -136,22 +163,6 @@ pub fn register(
         json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "ResidencyPolicy", "metadata": {"name": "quebec-strict"},
         "spec": {"enforcement": "Block", "allowedLocations": ["CA-QC"], "allowedJurisdictions": ["CA"],
                  "allowedRegistries": ["registry.sante.gouv.qc.ca"], "requirePrivacyImpactAssessment": true}}),
-    )?;
-    let class = if target_profile == "ovh-bhs5" {
-        "csi-cinder-high-speed"
-    } else {
-        "ceph-rbd"
-    };
-    create(
-        target,
-        json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
-        "metadata": {"name": WORKLOAD, "namespace": WORKLOAD_NAMESPACE},
-        "spec": {"source": {"cluster": "aws-us-east-1", "namespace": "sante", "selector": {"matchLabels": {"app.kubernetes.io/part-of": "dossier"}}},
-                 "target": {"cluster": "quebec", "namespace": "sante", "storageClassMap": {"gp3": class},
-                            "imageRewrites": [{"from": "123456789012.dkr.ecr.us-east-1.amazonaws.com", "to": "registry.sante.gouv.qc.ca"}]},
-                 "mode": "Move", "cutover": {"strategy": "Automatic"}, "residencyPolicy": "quebec-strict",
-                 "governance": {"dataClassification": "Confidential", "privacyImpactAssessmentRef": "EFVP-2026-0412"},
-                 "cost": {"currency": "CAD", "budget": {"amount": 5000, "currency": "CAD"}}}}),
     )?;
     Ok(())
 }
