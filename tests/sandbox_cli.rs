@@ -24,41 +24,89 @@ fn sandbox(extra: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The 64-hex-digit root hash printed after `root ` on the summary line of a volume.
+fn root_hash_of(out: &str, pvc: &str) -> Option<String> {
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("volume") && l.contains(pvc) && l.contains("root "))?;
+    let hash = line.split("root ").nth(1)?.split_whitespace().next()?;
+    (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hash.to_string())
+}
+
 #[test]
-fn the_sandbox_migration_goes_as_far_as_this_build_and_says_so() {
-    let (code, out, err) = sandbox(&[]);
-    // Planned, compliant, priced, approved (Automatic); replication is the next issue.
+fn the_sandbox_migration_completes_and_shows_what_moved() {
+    let (code, out, err) = sandbox(&["--data-size", "4MiB"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    // Not a terminal: plain lines, no bars drawn with escape sequences or carriage returns.
+    assert!(!out.contains('\x1b') && !out.contains('\r'), "{out:?}");
+    // The phases as they happened, each on its own line.
+    for phase in ["Replicating", "CuttingOver", "Completed"] {
+        assert!(
+            out.lines().any(|l| l.contains("s] ") && l.contains(phase)),
+            "no {phase} line:\n{out}"
+        );
+    }
+    assert!(out.contains("The migration completed in"), "{out}");
+    assert!(out.contains("16 objects, 2 volumes"), "{out}");
+    assert!(out.contains("16 of 16 applied in the target"), "{out}");
+    assert!(
+        out.contains("rewrite-images") && out.contains("drop-cloud-identity"),
+        "{out}"
+    );
+    // Both volumes, each verified with the same root hash on both sides.
+    for pvc in ["dossier-documents", "data-dossier-db-0"] {
+        let hash =
+            root_hash_of(&out, pvc).unwrap_or_else(|| panic!("no root hash for {pvc}:\n{out}"));
+        assert!(
+            out.lines()
+                .any(|l| l.contains(pvc) && l.contains(&hash) && l.contains("(source = target)")),
+            "{pvc}: {out}"
+        );
+        // The progress line of its last pass names the same hash, shortened.
+        assert!(
+            out.lines().any(|l| l.contains(&format!("volume {pvc}"))
+                && l.contains(&format!("root {} verified", &hash[..12]))),
+            "{pvc}: {out}"
+        );
+    }
     assert!(
         out.contains("residency  Compliant (location CA-QC, jurisdiction CA)"),
         "{out}"
     );
     assert!(out.contains("CAD (est.)"), "{out}");
-    assert!(out.contains("16 objects, 2 volumes"), "{out}");
     assert!(
-        out.contains("rewrite-images") && out.contains("drop-cloud-identity"),
+        out.contains("kubectl --context source get deploy,sts,cronjob -n sante")
+            && out.contains("kubectl get sw,vt -A")
+            && out.contains("kubectl describe sw -n migrations dossier-sante")
+            && out.contains("kubectl get events -n migrations"),
         "{out}"
     );
-    assert_ne!(
-        code, 0,
-        "the migration did not complete, so the exit code says so"
-    );
-    assert!(
-        err.contains("is not orchestrated in this build yet"),
-        "{err}"
-    );
-    assert!(
-        out.contains("object(s) applied in the target namespace"),
-        "{out}"
-    );
+    assert!(!out.contains("being built"), "{out}");
 }
 
 #[test]
 fn a_french_parented_target_is_blocked_before_anything_moves() {
-    let (code, out, err) = sandbox(&["--target-profile", "ovh-bhs5"]);
+    let (code, out, err) = sandbox(&["--target-profile", "ovh-bhs5", "--data-size", "1MiB"]);
     assert_ne!(code, 0);
     assert!(
         out.contains("residency  NonCompliant (location CA-QC, jurisdiction FR)"),
         "{out}"
     );
-    assert!(err.contains("ResidencyBlocked"), "{err}");
+    // The reason, on the phase line and as the error the exit code stands for.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("Pending") && l.contains("ResidencyBlocked")),
+        "{out}"
+    );
+    assert!(out.contains("The migration stopped after"), "{out}");
+    assert!(
+        err.contains("the migration did not complete")
+            && err.contains("ResidencyBlocked")
+            && err.contains("CA jurisdiction"),
+        "{err}"
+    );
+    // Nothing moved: no volume was transferred, no object applied.
+    assert!(!out.contains("root "), "{out}");
+    assert!(!out.contains("applied in the target"), "{out}");
+    assert!(!out.contains("The migration completed"), "{out}");
 }

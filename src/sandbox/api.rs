@@ -200,6 +200,8 @@ pub struct Cluster {
     pub kubelet: std::sync::atomic::AtomicBool,
     next_ip: std::sync::atomic::AtomicU32,
     next_node_port: std::sync::atomic::AtomicU32,
+    /// HTTP requests served, per verb (the in-process API is not counted).
+    pub requests: super::requests::Requests,
 }
 
 impl Cluster {
@@ -216,6 +218,7 @@ impl Cluster {
             kubelet: std::sync::atomic::AtomicBool::new(false),
             next_ip: std::sync::atomic::AtomicU32::new(1),
             next_node_port: std::sync::atomic::AtomicU32::new(0),
+            requests: Default::default(),
         }
     }
 

@@ -1,9 +1,15 @@
 //! `sovereign sandbox`: two simulated clusters (`source`, an EKS cluster in us-east-1, and
-//! `target`, an OVHcloud cluster in Beauharnois, QC), a kubeconfig for them, served until Ctrl-C.
+//! `target`, in Québec), a kubeconfig for them, the sample application migrated by the operator
+//! running in this process with its progress shown live, then served until Ctrl-C (or, with
+//! `--exit-when-done`, the migration's outcome as the exit code).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Instant;
 
+use indicatif::BinaryBytes;
+
+use super::progress::Board;
 use super::{SandboxError, SimCluster, SimOptions, demo, demo_data, seed, write_kubeconfig};
 
 #[derive(clap::Args, Debug)]
@@ -57,10 +63,19 @@ pub fn run(args: &SandboxArgs) -> Result<(), SandboxCliError> {
         .enable_all()
         .build()
         .map_err(SandboxCliError::Runtime)?;
-    rt.block_on(serve(args))
+    let mut board = Board::new();
+    // The operator's info logs would bury the progress: warnings and errors only unless RUST_LOG
+    // says otherwise. Installed before the operator starts, whose own set-up then keeps this one.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(board.log_writer())
+        .try_init();
+    rt.block_on(serve(args, &mut board))
 }
 
-async fn serve(args: &SandboxArgs) -> Result<(), SandboxCliError> {
+async fn serve(args: &SandboxArgs, board: &mut Board) -> Result<(), SandboxCliError> {
     let source = SimCluster::start_with(
         "source",
         SocketAddr::from(([127, 0, 0, 1], args.source_port)),
@@ -120,30 +135,62 @@ async fn serve(args: &SandboxArgs) -> Result<(), SandboxCliError> {
         demo::seed_application(&source)?;
         demo_data::write(&source, "sante", args.data_size).await?;
         println!(
-            "  wrote {} MiB of sample data into the application's volumes",
-            args.data_size >> 20
+            "  wrote {} of sample data into the application's volumes",
+            BinaryBytes(args.data_size)
         );
         demo::register(&source, &target, &args.target_profile)?;
-        let (outcome, task) = demo::follow(&target).await?;
-        operator = Some(task);
-        let stopped = match outcome {
+        let started = Instant::now();
+        // Ctrl-C while the migration runs stops the sandbox as it would once it is done.
+        let followed = tokio::select! {
+            f = demo::follow(&target, board) => f?,
+            _ = wait_for_signal() => {
+                println!("\nStopping.");
+                source.shutdown().await;
+                target.shutdown().await;
+                return Err(SandboxCliError::MigrationStopped("interrupted".into()));
+            }
+        };
+        let elapsed = started.elapsed();
+        println!();
+        if let Some(s) = &followed.status {
+            demo::print_plan(s);
+        }
+        demo::print_result(&followed);
+        let stopped = match &followed.outcome {
             demo::Outcome::Completed => {
-                println!("\nThe migration completed.");
+                println!(
+                    "\nThe migration completed in {:.1}s: the target serves, the source is kept at zero replicas.",
+                    elapsed.as_secs_f64()
+                );
                 None
             }
             demo::Outcome::Stopped(reason) => {
-                println!("\nThe migration stopped: {reason}");
                 println!(
-                    "This build plans, checks residency and prices the move; replicating the objects and the volume data, cutover and verification are being built (see the issues)."
+                    "\nThe migration stopped after {:.1}s: {reason}",
+                    elapsed.as_secs_f64()
                 );
-                Some(reason)
+                Some(reason.clone())
             }
         };
+        operator = Some(followed.operator);
+        if args.exit_when_done {
+            println!(
+                "\nRun without --exit-when-done to keep both clusters up and explore them with:"
+            );
+        } else {
+            println!("\nExplore both sides:");
+            println!("  export KUBECONFIG={kc}");
+        }
+        let ns = demo::WORKLOAD_NAMESPACE;
         println!(
-            "  kubectl get sovc,rp && kubectl get sw -A && kubectl describe sw -n {} {}",
-            demo::WORKLOAD_NAMESPACE,
-            demo::WORKLOAD
+            "  kubectl --context source get deploy,sts,cronjob -n sante   # the source, at zero"
         );
+        println!(
+            "  kubectl get deploy,sts,cronjob,pvc -n sante                # the target, serving"
+        );
+        println!("  kubectl get sw,vt -A");
+        println!("  kubectl describe sw -n {ns} {}", demo::WORKLOAD);
+        println!("  kubectl get events -n {ns}");
         if args.exit_when_done {
             if let Some(t) = operator {
                 t.abort();

@@ -1,15 +1,18 @@
 //! The sandbox's migration: a sample government application in the source cluster, the clusters,
 //! policy and workload registered in the target, the operator running in-process, and its progress
-//! shown until the migration goes as far as this build takes it.
+//! shown until the migration completes or stops.
 
 use std::time::Duration;
 
-use kube::Api;
+use indicatif::BinaryBytes;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
 use super::api::WriteOptions;
+use super::progress::{Board, short_hash};
 use super::{SandboxError, SimCluster};
-use crate::api::{SovereignWorkload, Verdict};
+use crate::api::{SovereignWorkload, SovereignWorkloadStatus, Verdict, VolumeTransfer};
 use crate::controller::{RunArgs, run_with};
 use crate::telemetry::logging::LogFormat;
 
@@ -89,6 +92,33 @@ pub fn register(
     target: &SimCluster,
     target_profile: &str,
 ) -> Result<(), SandboxError> {
+    register_clusters(source, target, target_profile)?;
+    let class = if target_profile == "ovh-bhs5" {
+        "csi-cinder-high-speed"
+    } else {
+        "ceph-rbd"
+    };
+    create(
+        target,
+        json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
+        "metadata": {"name": WORKLOAD, "namespace": WORKLOAD_NAMESPACE},
+        "spec": {"source": {"cluster": "aws-us-east-1", "namespace": "sante", "selector": {"matchLabels": {"app.kubernetes.io/part-of": "dossier"}}},
+                 "target": {"cluster": "quebec", "namespace": "sante", "storageClassMap": {"gp3": class},
+                            "imageRewrites": [{"from": "123456789012.dkr.ecr.us-east-1.amazonaws.com", "to": "registry.sante.gouv.qc.ca"}]},
+                 "mode": "Move", "cutover": {"strategy": "Automatic"}, "residencyPolicy": "quebec-strict",
+                 "governance": {"dataClassification": "Confidential", "privacyImpactAssessmentRef": "EFVP-2026-0412"},
+                 "cost": {"currency": "CAD", "budget": {"amount": 5000, "currency": "CAD"}}}}),
+    )
+}
+
+/// Installs the CRDs in the target and registers both clusters (`aws-us-east-1`, `quebec`) and the
+/// `quebec-strict` policy there, with the namespace `migrations` for workloads: everything a
+/// SovereignWorkload needs but the workload itself.
+pub fn register_clusters(
+    source: &SimCluster,
+    target: &SimCluster,
+    target_profile: &str,
+) -> Result<(), SandboxError> {
     for crd in crate::api::crds() {
         create(
             target,
@@ -134,37 +164,33 @@ pub fn register(
         "spec": {"enforcement": "Block", "allowedLocations": ["CA-QC"], "allowedJurisdictions": ["CA"],
                  "allowedRegistries": ["registry.sante.gouv.qc.ca"], "requirePrivacyImpactAssessment": true}}),
     )?;
-    let class = if target_profile == "ovh-bhs5" {
-        "csi-cinder-high-speed"
-    } else {
-        "ceph-rbd"
-    };
-    create(
-        target,
-        json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
-        "metadata": {"name": WORKLOAD, "namespace": WORKLOAD_NAMESPACE},
-        "spec": {"source": {"cluster": "aws-us-east-1", "namespace": "sante", "selector": {"matchLabels": {"app.kubernetes.io/part-of": "dossier"}}},
-                 "target": {"cluster": "quebec", "namespace": "sante", "storageClassMap": {"gp3": class},
-                            "imageRewrites": [{"from": "123456789012.dkr.ecr.us-east-1.amazonaws.com", "to": "registry.sante.gouv.qc.ca"}]},
-                 "mode": "Move", "cutover": {"strategy": "Automatic"}, "residencyPolicy": "quebec-strict",
-                 "governance": {"dataClassification": "Confidential", "privacyImpactAssessmentRef": "EFVP-2026-0412"},
-                 "cost": {"currency": "CAD", "budget": {"amount": 5000, "currency": "CAD"}}}}),
-    )?;
     Ok(())
 }
 
 /// How far the migration went.
 pub enum Outcome {
     Completed,
-    /// Stopped where this build stops, or blocked: the reason.
+    /// Rolled back, failed, paused, blocked or stalled: the reason.
     Stopped(String),
 }
 
-/// Runs the operator against the target until `stop`, and follows the workload, printing each change,
-/// until it settles. Returns how it ended, and the operator's task (still running).
-pub async fn follow(
-    target: &SimCluster,
-) -> Result<(Outcome, tokio::task::JoinHandle<()>), SandboxError> {
+/// What `follow` saw last: how it ended, the workload's status and its volumes' transfers.
+pub struct Followed {
+    pub outcome: Outcome,
+    pub status: Option<SovereignWorkloadStatus>,
+    pub transfers: Vec<VolumeTransfer>,
+    /// The operator, still running.
+    pub operator: tokio::task::JoinHandle<()>,
+}
+
+/// How long nothing visible may change before `follow` gives up. Longer than the default health
+/// timeout of the target (10m), so that the operator's own verdict on a slow start comes first; a
+/// long pass is not a stall as long as its bytes move.
+const STALL: Duration = Duration::from_secs(15 * 60);
+
+/// Runs the operator against the target and follows the workload and its VolumeTransfers on the
+/// board until the migration settles (completed, or stopped with a reason).
+pub async fn follow(target: &SimCluster, board: &mut Board) -> Result<Followed, SandboxError> {
     let client = target.client().await?;
     let args = RunArgs {
         metrics_addr: "127.0.0.1:0"
@@ -188,58 +214,98 @@ pub async fn follow(
             eprintln!("operator stopped: {e}");
         }
     });
-    let api: Api<SovereignWorkload> = Api::namespaced(client, WORKLOAD_NAMESPACE);
-    let mut last = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    board.restart_clock();
+    let api: Api<SovereignWorkload> = Api::namespaced(client.clone(), WORKLOAD_NAMESPACE);
+    let vts: Api<VolumeTransfer> = Api::namespaced(client, WORKLOAD_NAMESPACE);
+    let mut transfers: Vec<VolumeTransfer> = Vec::new();
+    let mut status = None;
+    // What the board shows, as one comparable value: when it has not changed for STALL, give up.
+    let mut seen = String::new();
+    let mut changed_at = tokio::time::Instant::now();
     loop {
+        // A failed read (the API server busy) is retried at the next tick; the stall deadline
+        // bounds how long that may go on.
+        if let Ok(list) = vts.list(&ListParams::default()).await {
+            transfers = list
+                .items
+                .into_iter()
+                .filter(|vt| vt.spec.workload == WORKLOAD)
+                .collect();
+            transfers.sort_by_key(|vt| vt.spec.source.pvc.clone());
+            for vt in &transfers {
+                board.transfer(vt);
+            }
+        }
         if let Ok(w) = api.get(WORKLOAD).await
             && let Some(s) = w.status
         {
+            board.workload(&s);
             let ready = s.conditions.iter().find(|c| c.type_ == "Ready");
             let reason = ready.map(|c| c.reason.clone()).unwrap_or_default();
             let phase = s.phase.map(|p| p.as_str()).unwrap_or("Pending");
-            let line = format!(
-                "{phase:<17} {reason}: {}",
-                s.message.clone().unwrap_or_default()
-            );
-            if line != last {
-                println!("  {line}");
-                last = line;
-            }
             let stalled = s
                 .conditions
                 .iter()
                 .any(|c| c.type_ == "Stalled" && c.status == "True");
-            if phase == "Completed" && ready.is_some_and(|c| c.status == "True") {
-                summary(&s);
-                return Ok((Outcome::Completed, operator));
+            let outcome = if phase == "Completed" && ready.is_some_and(|c| c.status == "True") {
+                Some(Outcome::Completed)
+            } else if stalled || ["Paused", "RolledBack", "Failed"].contains(&phase) {
+                Some(Outcome::Stopped(format!(
+                    "{phase}, {reason}: {}",
+                    s.message.clone().unwrap_or_default()
+                )))
+            } else {
+                None
+            };
+            let now = format!(
+                "{phase} {reason} {:?} {:?}",
+                s.message,
+                transfers
+                    .iter()
+                    .map(|t| t.status.as_ref().map(|s| (s.pass, s.bytes_done, s.phase)))
+                    .collect::<Vec<_>>()
+            );
+            if now != seen {
+                seen = now;
+                changed_at = tokio::time::Instant::now();
             }
-            if stalled || phase == "Paused" || phase == "RolledBack" || phase == "Failed" {
-                summary(&s);
-                return Ok((
-                    Outcome::Stopped(format!("{reason}: {}", s.message.unwrap_or_default())),
+            status = Some(s);
+            if let Some(outcome) = outcome {
+                board.finish();
+                return Ok(Followed {
+                    outcome,
+                    status,
+                    transfers,
                     operator,
-                ));
+                });
             }
         }
-        if tokio::time::Instant::now() > deadline {
-            return Ok((
-                Outcome::Stopped(format!(
-                    "the workload did not settle in 120s (last: {last})"
+        if changed_at.elapsed() > STALL {
+            board.finish();
+            let last = status
+                .as_ref()
+                .and_then(|s| s.message.clone())
+                .unwrap_or_default();
+            return Ok(Followed {
+                outcome: Outcome::Stopped(format!(
+                    "nothing changed for {}s (last: {last})",
+                    STALL.as_secs()
                 )),
+                status,
+                transfers,
                 operator,
-            ));
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-fn summary(s: &crate::api::SovereignWorkloadStatus) {
-    println!();
+/// What was planned: the plan's size and transforms, the first findings.
+pub fn print_plan(s: &SovereignWorkloadStatus) {
     if let Some(p) = &s.plan {
         println!(
             "  plan       {}  {} objects, {} volumes, {:.1} GiB to move",
-            &p.hash[..12.min(p.hash.len())],
+            short_hash(&p.hash),
             p.objects,
             p.volumes,
             p.bytes as f64 / (1u64 << 30) as f64
@@ -251,6 +317,38 @@ fn summary(s: &crate::api::SovereignWorkloadStatus) {
                 f.severity, f.object, f.evidence, f.remediation
             );
         }
+    }
+}
+
+/// What moved and what it proves: objects, volumes with their root hashes, the residency verdict
+/// and the cost. Parts the workload never reached are left out.
+pub fn print_result(f: &Followed) {
+    let Some(s) = &f.status else { return };
+    if let Some(p) = &s.progress
+        && p.objects_total > 0
+    {
+        println!(
+            "  objects    {} of {} applied in the target",
+            p.objects_done, p.objects_total
+        );
+    }
+    for v in &s.volumes {
+        let vt = f.transfers.iter().find(|t| t.name_any() == v.transfer);
+        let st = vt.and_then(|t| t.status.clone()).unwrap_or_default();
+        let bytes = BinaryBytes(u64::try_from(v.bytes_total).unwrap_or(0));
+        let wire = BinaryBytes(u64::try_from(st.wire_bytes).unwrap_or(0));
+        let verified = st.source_root_hash.is_some() && st.source_root_hash == st.target_root_hash;
+        let root = v
+            .root_hash
+            .as_deref()
+            .or(st.target_root_hash.as_deref())
+            .unwrap_or("-");
+        println!(
+            "  volume     {:<22} {bytes}, {} pass(es), {wire} on the wire, root {root}{}",
+            v.pvc,
+            v.pass,
+            if verified { " (source = target)" } else { "" }
+        );
     }
     if let Some(r) = &s.residency {
         let verdict = match r.verdict {
@@ -264,15 +362,24 @@ fn summary(s: &crate::api::SovereignWorkloadStatus) {
             r.jurisdiction.as_deref().unwrap_or("?")
         );
     }
-    if let Some(c) = &s.cost
-        && let Some(e) = &c.estimated
-    {
+    if let Some(c) = &s.cost {
+        let monthly = c
+            .estimated
+            .as_ref()
+            .map(|e| {
+                format!(
+                    "; monthly {:.2} → {:.2} {}",
+                    e.monthly_before, e.monthly_after, c.currency
+                )
+            })
+            .unwrap_or_default();
         println!(
-            "  cost       {} one-time; monthly {:.2} → {:.2} {}",
-            c.display.as_deref().unwrap_or("-"),
-            e.monthly_before,
-            e.monthly_after,
-            c.currency
+            "  cost       {} one-time{monthly}",
+            c.display.as_deref().unwrap_or("-")
         );
+    }
+    if let (Some(cut), Some(done)) = (&s.cutover_at, &s.completed_at) {
+        let secs = done.0.duration_since(cut.0).as_secs_f64();
+        println!("  cutover    {secs:.1}s from quiescing the source to the target serving");
     }
 }

@@ -25,6 +25,7 @@ use super::meta;
 use super::openapi;
 use super::patch::PatchType;
 use super::protobuf;
+use super::requests::Verb;
 use super::registry::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{Event, EventType};
@@ -193,6 +194,7 @@ impl Ctx {
 }
 
 async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<Body> {
+    cluster.requests.arrived();
     let latency = cluster.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -419,6 +421,20 @@ fn parse_target<'a>(group: &str, rest: &[&'a str]) -> Option<Target<'a>> {
     }
 }
 
+/// The verb a request on a resource counts as (None: a method no verb maps to, e.g. HEAD).
+fn verb(m: &Method, named: bool, watch: bool) -> Option<Verb> {
+    Some(match *m {
+        Method::GET if watch => Verb::Watch,
+        Method::GET if named => Verb::Get,
+        Method::GET => Verb::List,
+        Method::POST => Verb::Create,
+        Method::PUT => Verb::Update,
+        Method::PATCH => Verb::Patch,
+        Method::DELETE => Verb::Delete,
+        _ => return None,
+    })
+}
+
 fn is_write(m: &Method) -> bool {
     *m != Method::GET && *m != Method::HEAD
 }
@@ -455,6 +471,9 @@ async fn resource_request(
         .ok_or_else(ApiError::no_route)?;
     if target.ns.is_some() && !res.namespaced {
         return Err(ApiError::no_route());
+    }
+    if let Some(v) = verb(&ctx.method, target.name.is_some(), ctx.flag("watch")) {
+        cluster.requests.verb(v);
     }
     if let Some(e) = cluster.faults.injected_error(is_write(&ctx.method)) {
         return Err(e);

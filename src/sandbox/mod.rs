@@ -26,8 +26,10 @@ pub mod logs;
 pub mod meta;
 pub mod openapi;
 pub mod patch;
+pub mod progress;
 pub mod protobuf;
 pub mod registry;
+pub mod requests;
 pub mod schema;
 pub mod seed;
 pub mod selectors;
@@ -263,6 +265,11 @@ impl SimCluster {
     /// Fault knobs: error share and codes, latency, dropped watches, unreachable.
     pub fn faults(&self) -> &Faults {
         &self.cluster.faults
+    }
+
+    /// The HTTP requests this cluster has served so far, per verb.
+    pub fn requests(&self) -> requests::RequestCounts {
+        self.cluster.requests.snapshot()
     }
 
     /// The in-process API (what the HTTP server and the simulated controllers use).
