@@ -16,6 +16,25 @@ use support::{condition, eventually, phase, tree};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_realistic_namespace_moves_with_its_data() {
     let sb = support::start(json!({})).await;
+    // A custom resource of the application, whose CRD both clusters serve.
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "retentionrules.sante.gouv.qc.ca"},
+        "spec": {"group": "sante.gouv.qc.ca", "scope": "Namespaced",
+                 "names": {"plural": "retentionrules", "singular": "retentionrule", "kind": "RetentionRule"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+                                   "years": {"type": "integer", "minimum": 1}, "appliesTo": {"type": "string"}}}}}}}]}
+    });
+    sb.source.apply_object(crd.clone()).expect("source CRD");
+    sb.target.apply_object(crd).expect("target CRD");
+    sb.source
+        .apply_object(json!({
+            "apiVersion": "sante.gouv.qc.ca/v1", "kind": "RetentionRule",
+            "metadata": {"name": "dossiers-medicaux", "namespace": "sante", "labels": {"app.kubernetes.io/part-of": "dossier"}},
+            "spec": {"years": 10, "appliesTo": "dossier-documents"}
+        }))
+        .expect("custom resource");
     let (stop, op) = sb.operator("op-move");
     let last = std::sync::Mutex::new(String::new());
     let w = eventually("the migration completes", || async {
@@ -192,7 +211,22 @@ async fn a_realistic_namespace_moves_with_its_data() {
         assert!(plan.transforms.len() > 2, "{kind}: {:?}", plan.transforms);
     }
     let objects = plan.objects as usize;
-    assert!(objects >= 16, "{objects} objects planned");
+    assert!(objects >= 17, "{objects} objects planned");
+    let rr = kube::core::ApiResource {
+        group: "sante.gouv.qc.ca".into(),
+        version: "v1".into(),
+        api_version: "sante.gouv.qc.ca/v1".into(),
+        kind: "RetentionRule".into(),
+        plural: "retentionrules".into(),
+    };
+    let copy = Api::<kube::core::DynamicObject>::namespaced_with(sb.dst.clone(), "sante", &rr)
+        .get("dossiers-medicaux")
+        .await
+        .expect("the custom resource in the target");
+    assert_eq!(
+        copy.data["spec"],
+        json!({"years": 10, "appliesTo": "dossier-documents"})
+    );
 
     // Every volume's tree equals the source's, walked on both sides (not the mover's word for it).
     let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
@@ -831,6 +865,21 @@ async fn drift_after_completion_flips_the_residency_condition() {
     .await;
     let c = condition(&drifted, "ResidencyCompliant").expect("condition");
     assert_eq!(c.0, "False");
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+        sb.dst.clone(),
+        demo::WORKLOAD_NAMESPACE,
+    );
+    eventually("a ResidencyDrifted Event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("ResidencyDrifted")
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .then_some(())
+    })
+    .await;
     let r = drifted
         .status
         .as_ref()

@@ -456,6 +456,50 @@ async fn drive(
     if let Some(ev) = transition_event(&old, &status) {
         publish(ctx, &w, ev).await;
     }
+    // What runs is judged again at every step after cutover: a changed verdict is news.
+    if let Some(r) = &status.residency {
+        ctx.metrics.set_residency(
+            &format!(
+                "SovereignWorkload/{}/{}",
+                w.namespace().unwrap_or_default(),
+                w.name_any()
+            ),
+            r.verdict,
+        );
+        let before = old.residency.as_ref().map(|o| o.verdict);
+        if before.is_some() && before != Some(r.verdict) && phase == Phase::Completed {
+            let head = r
+                .findings
+                .iter()
+                .find(|f| f.severity != Severity::Info)
+                .map(|f| format!(": {} ({}: {})", f.rule, f.object, f.evidence))
+                .unwrap_or_default();
+            publish(
+                ctx,
+                &w,
+                Event {
+                    type_: if r.verdict == Verdict::Compliant {
+                        EventType::Normal
+                    } else {
+                        EventType::Warning
+                    },
+                    reason: if r.verdict == Verdict::Compliant {
+                        "ResidencyRestored".into()
+                    } else {
+                        "ResidencyDrifted".into()
+                    },
+                    note: Some(format!(
+                        "residency of what runs in the target changed from {:?} to {:?}{head}",
+                        before.unwrap_or_default(),
+                        r.verdict
+                    )),
+                    action: "CheckResidency".into(),
+                    secondary: None,
+                },
+            )
+            .await;
+        }
+    }
     Ok(Action::requeue(step.requeue))
 }
 
