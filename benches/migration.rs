@@ -233,6 +233,7 @@ async fn main() {
         catalog_configmap: None,
         concurrency: 4,
         mover_image: sovereign::controller::context::DEFAULT_MOVER_IMAGE.into(),
+        fx_configmap: None,
         residency_recheck: std::time::Duration::from_secs(300),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -71,6 +71,7 @@ fn args(identity: &str) -> RunArgs {
         catalog_configmap: None,
         concurrency: 2,
         mover_image: sovereign::controller::context::DEFAULT_MOVER_IMAGE.into(),
+        fx_configmap: None,
         residency_recheck: std::time::Duration::from_secs(300),
     }
 }
@@ -712,7 +713,7 @@ async fn a_budget_below_the_estimate_pauses_before_data_moves() {
             "US",
             "VA",
             "US",
-            json!({"currency": "CAD", "egressPerGiB": 0.10, "freeEgressGiB": 0}),
+            json!({"currency": "USD", "egressPerGiB": 0.10, "freeEgressGiB": 0}),
         ),
         (
             "dst",
@@ -744,8 +745,21 @@ async fn a_budget_below_the_estimate_pauses_before_data_moves() {
         .create(&PostParams::default(), &p)
         .await
         .expect("policy");
+    // The operator's exchange-rate ConfigMap overrides the built-in USD→CAD rate.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "sovereign-system");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "sovereign-fx", "namespace": "sovereign-system"},
+            "data": {"rates.yaml": "rates:\n- {from: USD, to: CAD, rate: 2.0, asOf: '2026-11-27', source: 'Bank of Canada daily rate (test)'}\n"}}))
+        .expect("configmap"),
+    )
+    .await
+    .expect("fx configmap");
+    let mut fx_args = args("op-1");
+    fx_args.fx_configmap = Some("sovereign-fx".into());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let op = tokio::spawn(run_with(client.clone(), args("op-1"), async {
+    let op = tokio::spawn(run_with(client.clone(), fx_args, async {
         let _ = stop_rx.await;
     }));
     // 100 GiB leave the source at 0.10 CAD/GiB: the estimate is at least 10.00 CAD.
@@ -788,7 +802,18 @@ async fn a_budget_below_the_estimate_pauses_before_data_moves() {
         .as_ref()
         .map(|e| e.one_time)
         .unwrap_or_default();
-    assert!(one_time >= 10.0, "egress alone is 10.00 CAD: {cost:?}");
+    // 100 GiB × 0.10 USD/GiB × 2.0 (the ConfigMap's rate, not the built-in 1.38) = 20.00 CAD.
+    assert!(one_time >= 20.0, "egress alone is 20.00 CAD: {cost:?}");
+    let egress = cost
+        .items
+        .iter()
+        .find(|i| i.name.contains("egress"))
+        .expect("an egress line");
+    assert!((egress.amount - 20.0).abs() < 0.005, "{egress:?}");
+    assert!(
+        egress.source.contains("2 USD→CAD") || egress.source.contains("2.0 USD→CAD"),
+        "{egress:?}"
+    );
     assert!(
         cost.display
             .as_deref()

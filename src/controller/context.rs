@@ -43,6 +43,8 @@ pub struct Context {
     pub catalog_configmap: Option<(String, String)>,
     /// The image the mover pods run (this project's own image).
     pub mover_image: String,
+    /// `namespace/name` of a ConfigMap whose `rates.yaml` overrides the built-in exchange rates.
+    pub fx_configmap: Option<(String, String)>,
     /// How often a completed migration's residency is checked again (drift).
     pub residency_recheck: Duration,
     pub transfer_recorder: Recorder,
@@ -97,6 +99,7 @@ impl Context {
                 reporter("sovereign-operator/volumetransfer"),
             ),
             mover_image: DEFAULT_MOVER_IMAGE.to_string(),
+            fx_configmap: None,
             residency_recheck: Duration::from_secs(300),
             client,
             metrics,
@@ -124,6 +127,40 @@ impl Context {
     /// The catalog in force. A ConfigMap that is missing or does not parse leaves the embedded
     /// catalog in force, with a warning in the log (the previous override is not kept: a broken
     /// override must not silently keep stale facts).
+    /// The exchange rates in force: the built-in table with the ConfigMap's rates laid over it. A
+    /// missing or malformed ConfigMap leaves the built-in rates, which every cost line cites (date
+    /// and "placeholder"), so the figures never pretend to a rate they did not use.
+    pub async fn fx(&self) -> crate::cost::FxTable {
+        let builtin = crate::cost::FxTable::builtin();
+        let Some((ns, name)) = &self.fx_configmap else {
+            return builtin;
+        };
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+        let text = match api.get_opt(name).await {
+            Ok(Some(cm)) => cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get("rates.yaml"))
+                .cloned()
+                .unwrap_or_default(),
+            Ok(None) => {
+                tracing::warn!(configmap = %format!("{ns}/{name}"), "the exchange-rate ConfigMap does not exist; using the built-in rates");
+                return builtin;
+            }
+            Err(e) => {
+                tracing::warn!(configmap = %format!("{ns}/{name}"), error = %e, "cannot read the exchange-rate ConfigMap; using the built-in rates");
+                return builtin;
+            }
+        };
+        match crate::cost::FxTable::parse_config_map(&text) {
+            Ok(rates) => builtin.with_overrides(rates),
+            Err(e) => {
+                tracing::warn!(configmap = %format!("{ns}/{name}"), error = %e, "the exchange-rate ConfigMap's rates.yaml is not valid; using the built-in rates");
+                builtin
+            }
+        }
+    }
+
     pub async fn catalog(&self) -> CatalogRef {
         let Some((ns, name)) = &self.catalog_configmap else {
             return CatalogRef::Embedded(Catalog::embedded());

@@ -75,6 +75,10 @@ pub struct RunArgs {
     /// How often a completed migration's residency is checked again on what runs (drift).
     #[arg(long, env = "SOVEREIGN_RESIDENCY_RECHECK", default_value = "5m", value_parser = parse_go_duration)]
     pub residency_recheck: std::time::Duration,
+    /// A ConfigMap (in the operator's namespace) whose `rates.yaml` overrides the built-in
+    /// exchange rates: `rates: [{from: USD, to: CAD, rate: 1.37, asOf: "2026-11-27", source: "…"}]`.
+    #[arg(long, env = "SOVEREIGN_FX_CONFIGMAP")]
+    pub fx_configmap: Option<String>,
     /// The image of the mover pods (this project's own image).
     #[arg(long, env = "SOVEREIGN_MOVER_IMAGE", default_value = context::DEFAULT_MOVER_IMAGE)]
     pub mover_image: String,
@@ -292,6 +296,10 @@ async fn run_controllers(
     );
     ctx.cluster_policy = args.cluster_policy.clone();
     ctx.mover_image = args.mover_image.clone();
+    ctx.fx_configmap = args
+        .fx_configmap
+        .clone()
+        .map(|n| (args.namespace.clone(), n));
     ctx.residency_recheck = args.residency_recheck;
     ctx.catalog_configmap = args
         .catalog_configmap

@@ -173,7 +173,8 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
     if decision.phase == Phase::Planning {
         match plan_source(&w, &refs, ctx).await {
             Ok(p) => {
-                let (estimate, budget) = price(&w, &refs, &p);
+                let fx = ctx.fx().await;
+                let (estimate, budget) = price(&w, &refs, &p, &fx);
                 decision = after_plan(&w, decision, &p, budget.as_ref());
                 if decision.phase == Phase::Replicating {
                     let already = old.plan.as_ref().and_then(|o| o.applied_hash.as_deref())
@@ -292,13 +293,15 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
         let transfers = migration::volumes::observe(&ctx.client, &w)
             .await
             .unwrap_or_default();
+        let fx = ctx.fx().await;
         let objects: Vec<serde_json::Value> = p.objects.iter().map(|o| o.object.clone()).collect();
-        if let Some(a) = migration::ledger::actual(&w, &status, &objects, &transfers, src, dst) {
+        if let Some(a) = migration::ledger::actual(&w, &status, &objects, &transfers, src, dst, &fx)
+        {
             ctx.metrics
                 .set_migration_cost(&key, "actual", a.one_time.total);
             let currency = a.currency.clone();
             status.cost = Some(cost::cost_status(&currency, estimate.as_ref(), Some(&a)));
-            over_budget_pause(&w, &mut status, &a, &now);
+            over_budget_pause(&w, &mut status, &a, &now, &fx);
         }
     }
     set_percent(&mut status);
@@ -324,11 +327,12 @@ fn over_budget_pause(
     status: &mut SovereignWorkloadStatus,
     actual: &cost::Actual,
     now: &Time,
+    fx: &cost::FxTable,
 ) {
     let Some(budget) = w.spec.cost.as_ref().and_then(|c| c.budget.as_ref()) else {
         return;
     };
-    let Ok(check) = cost::check_actual(actual, budget, &cost::FxTable::builtin()) else {
+    let Ok(check) = cost::check_actual(actual, budget, fx) else {
         return;
     };
     let mut desired = vec![Desired::new(
@@ -433,7 +437,9 @@ async fn drive(
             .await
             .unwrap_or_default();
         let objects = migration::ledger::target_objects(&sides).await;
-        if let Some(a) = migration::ledger::actual(&w, &status, &objects, &transfers, src, dst) {
+        let fx = ctx.fx().await;
+        if let Some(a) = migration::ledger::actual(&w, &status, &objects, &transfers, src, dst, &fx)
+        {
             let key = format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any());
             ctx.metrics
                 .set_migration_cost(&key, "actual", a.one_time.total);
@@ -881,6 +887,7 @@ fn price(
     w: &SovereignWorkload,
     refs: &Refs,
     p: &MigrationPlan,
+    fx: &cost::FxTable,
 ) -> (Option<cost::Estimate>, Option<cost::BudgetCheck>) {
     let (Some(source), Some(target)) = (refs.source.as_ref(), refs.target.as_ref()) else {
         return (None, None);
@@ -891,8 +898,7 @@ fn price(
         .as_ref()
         .map(|c| c.currency.clone())
         .unwrap_or_else(|| "CAD".into());
-    let fx = cost::FxTable::builtin();
-    let estimate = match cost::estimate_plan(p, source, target, &currency, &fx, true) {
+    let estimate = match cost::estimate_plan(p, source, target, &currency, fx, true) {
         Ok(e) => e,
         Err(e) => {
             warn!(error = %e, "cannot estimate the migration's cost");
@@ -904,7 +910,7 @@ fn price(
         .cost
         .as_ref()
         .and_then(|c| c.budget.as_ref())
-        .and_then(|b| match cost::check_estimate(&estimate, b, &fx) {
+        .and_then(|b| match cost::check_estimate(&estimate, b, fx) {
             Ok(check) => Some(check),
             Err(e) => {
                 warn!(error = %e, "cannot check the budget");

@@ -206,6 +206,7 @@ pub async fn follow(target: &SimCluster, board: &mut Board) -> Result<Followed, 
         catalog_configmap: None,
         concurrency: 4,
         mover_image: crate::controller::context::DEFAULT_MOVER_IMAGE.into(),
+        fx_configmap: None,
         residency_recheck: std::time::Duration::from_secs(300),
     };
     let operator_client = client.clone();

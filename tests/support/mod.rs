@@ -139,6 +139,7 @@ impl Sandbox {
             catalog_configmap: None,
             concurrency: 4,
             mover_image: sovereign::controller::context::DEFAULT_MOVER_IMAGE.into(),
+            fx_configmap: None,
             // Often, so that a drift test sees the check run again within seconds.
             residency_recheck: std::time::Duration::from_secs(1),
         };

@@ -68,6 +68,7 @@ pub fn actual(
     transfers: &[VolumeTransfer],
     source: &SovereignCluster,
     target: &SovereignCluster,
+    fx: &FxTable,
 ) -> Option<Actual> {
     let currency = w
         .spec
@@ -90,7 +91,7 @@ pub fn actual(
         source,
         target,
         &currency,
-        &FxTable::builtin(),
+        fx,
         &passes,
         started,
         ended,
