@@ -127,6 +127,109 @@ pub fn eks_us_east_1(c: &Cluster) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// An AKS cluster in eastus (Virginia): the `kubernetes.azure.com/*` labels AKS reserves, VMSS
+/// providerIDs (no region in them: the labels and the `MC_<rg>_<cluster>_<region>` resource group
+/// tell), the Azure disk CSI classes.
+pub fn aks_eastus(c: &Cluster) -> Result<(), ApiError> {
+    for i in 0..3 {
+        let name = format!("aks-nodepool1-38412709-vmss00000{i}");
+        let zone = format!("eastus-{}", i + 1);
+        let labels = json!({
+            "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name,
+            "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/instance-type": "Standard_D4s_v5",
+            "node.kubernetes.io/instance-type": "Standard_D4s_v5",
+            "topology.kubernetes.io/region": "eastus", "topology.kubernetes.io/zone": zone,
+            "failure-domain.beta.kubernetes.io/region": "eastus", "failure-domain.beta.kubernetes.io/zone": zone,
+            "topology.disk.csi.azure.com/zone": zone,
+            "kubernetes.azure.com/agentpool": "nodepool1", "kubernetes.azure.com/cluster": "MC_rg-sante_aks-sante_eastus",
+            "kubernetes.azure.com/managedby": "aks", "kubernetes.azure.com/mode": "system", "kubernetes.azure.com/role": "agent",
+            "kubernetes.azure.com/os-sku": "Ubuntu", "kubernetes.azure.com/node-image-version": "AKSUbuntu-2204gen2containerd-202411.12.0",
+            "agentpool": "nodepool1"
+        });
+        c.seed_object(node(
+            &name,
+            labels,
+            &format!("azure:///subscriptions/5f1c2b9a-0d3e-4c7b-9a61-2e8f4d6b7c10/resourceGroups/mc_rg-sante_aks-sante_eastus/providers/Microsoft.Compute/virtualMachineScaleSets/aks-nodepool1-38412709-vmss/virtualMachines/{i}"),
+            &format!("10.224.0.{}", 4 + i),
+            &name,
+            "Ubuntu 22.04.5 LTS",
+            "5.15.0-1074-azure",
+            "containerd://1.7.23-1",
+            "4",
+            "16374584Ki",
+        ))?;
+    }
+    for (name, sku, default) in [
+        ("managed-csi", "StandardSSD_LRS", true),
+        ("managed-csi-premium", "Premium_LRS", false),
+    ] {
+        let mut sc = json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
+            "provisioner": "disk.csi.azure.com", "parameters": {"skuname": sku},
+            "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": true
+        });
+        if default {
+            sc["metadata"]["annotations"] =
+                json!({"storageclass.kubernetes.io/is-default-class": "true"});
+        }
+        c.seed_object(sc)?;
+    }
+    Ok(())
+}
+
+/// A GKE cluster in us-central1 (Iowa): `cloud.google.com/gke-*` labels, `gce://` providerIDs
+/// (project/zone/instance), the persistent-disk CSI classes.
+pub fn gke_us_central1(c: &Cluster) -> Result<(), ApiError> {
+    for (i, zone) in ["us-central1-a", "us-central1-b", "us-central1-c"]
+        .iter()
+        .enumerate()
+    {
+        let name = format!(
+            "gke-sante-default-pool-7c1d9e2a-{}",
+            ["x4kp", "m9qz", "b2wt"][i]
+        );
+        let labels = json!({
+            "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name,
+            "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/instance-type": "e2-standard-4",
+            "node.kubernetes.io/instance-type": "e2-standard-4",
+            "topology.kubernetes.io/region": "us-central1", "topology.kubernetes.io/zone": zone,
+            "failure-domain.beta.kubernetes.io/region": "us-central1", "failure-domain.beta.kubernetes.io/zone": zone,
+            "topology.gke.io/zone": zone,
+            "cloud.google.com/gke-nodepool": "default-pool", "cloud.google.com/gke-os-distribution": "cos",
+            "cloud.google.com/machine-family": "e2", "cloud.google.com/gke-boot-disk": "pd-balanced",
+            "cloud.google.com/gke-container-runtime": "containerd"
+        });
+        c.seed_object(node(
+            &name,
+            labels,
+            &format!("gce://sante-prod-412019/{zone}/{name}"),
+            &format!("10.128.0.{}", 10 + i),
+            &name,
+            "Container-Optimized OS from Google",
+            "6.1.100+",
+            "containerd://1.7.24",
+            "4",
+            "16393304Ki",
+        ))?;
+    }
+    for (name, kind, default) in [
+        ("standard-rwo", "pd-balanced", true),
+        ("premium-rwo", "pd-ssd", false),
+    ] {
+        let mut sc = json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
+            "provisioner": "pd.csi.storage.gke.io", "parameters": {"type": kind},
+            "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": true
+        });
+        if default {
+            sc["metadata"]["annotations"] =
+                json!({"storageclass.kubernetes.io/is-default-class": "true"});
+        }
+        c.seed_object(sc)?;
+    }
+    Ok(())
+}
+
 /// An OVHcloud Managed Kubernetes cluster in Beauharnois, QC (the sandbox's `target`).
 /// The BHS5 node label values are not documented publicly: region `BHS5` and zone `nova` follow the
 /// OpenStack cloud controller's convention (the region name and the Nova availability zone).
