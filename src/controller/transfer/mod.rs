@@ -333,8 +333,13 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
         if phase == TransferPhase::Pending {
             s.phase = Some(TransferPhase::Preparing);
         }
+        let why = receiver
+            .as_ref()
+            .and_then(pod_waiting)
+            .map(|w| format!(": {w}"))
+            .unwrap_or_default();
         s.message = Some(format!(
-            "waiting for the receiver {rname:?} to be ready and reachable ({:?})",
+            "waiting for the receiver {rname:?} to be ready and reachable ({:?}){why}",
             data.transport
         ));
         write(&vt, ctx, &s).await?;
@@ -514,6 +519,12 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
             });
             fail_attempt(&vt, ctx, s, why).await
         }
+        "Running" if stalled(&pod, last.as_ref()) => {
+            // A sender that prints nothing for this long is stuck (a peer that vanished mid-stream,
+            // a hung mount): a fresh attempt resumes from what the receiver verified.
+            let _ = src_pods.delete(&sender, &DeleteParams::background()).await;
+            fail_attempt(&vt, ctx, s, format!("no progress for {}s", STALL.as_secs())).await
+        }
         _ => {
             // A sender that cannot start says why (the scheduler's or kubelet's words).
             let waiting = pod_waiting(&pod);
@@ -561,6 +572,21 @@ async fn fail_attempt(
     Ok(Action::requeue(Duration::from_secs(
         2u64.pow(attempt as u32),
     )))
+}
+
+/// How long a running sender may go without a progress line (it prints one a second).
+// Generous: the walk of a very large tree precedes the first line.
+const STALL: Duration = Duration::from_secs(600);
+
+/// Whether a running sender has gone quiet: the time since its start minus the time its last
+/// progress line reports is the time since that line.
+fn stalled(pod: &Pod, last: Option<&progress::Seen>) -> bool {
+    let Some(started) = pod.status.as_ref().and_then(|s| s.start_time.as_ref()) else {
+        return false;
+    };
+    let running = (Timestamp::now().as_second() - started.0.as_second()).max(0) as f64;
+    let reported = last.map(|p| p.elapsed_seconds).unwrap_or(0.0);
+    running - reported > STALL.as_secs_f64()
 }
 
 /// Why a pod is not running yet, if it says.
