@@ -73,7 +73,11 @@ fn the_sandbox_migration_completes_and_shows_what_moved() {
         out.contains("residency  Compliant (location CA-QC, jurisdiction CA)"),
         "{out}"
     );
-    assert!(out.contains("CAD (est.)"), "{out}");
+    // Once data moved, the cost shown is the actual one (the estimate stays in status).
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("cost") && l.contains("CAD one-time")),
+        "{out}"
+    );
     assert!(
         out.contains("kubectl --context source get deploy,sts,cronjob -n sante")
             && out.contains("kubectl get sw,vt -A")
