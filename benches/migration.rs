@@ -62,43 +62,90 @@ fn object(kind: &str, i: usize) -> Value {
     let labels = json!({PART_OF: "ledger", "app": format!("svc-{:03}", i % 200)});
     let meta = |name: String| json!({"name": name, "namespace": NS, "labels": labels});
     match kind {
-        "ConfigMap" => json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(format!("config-{i:04}")),
+        "ConfigMap" => {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(format!("config-{i:04}")),
             "data": {"application.properties": format!("ledger.shard={i}\nledger.peer=svc-{:03}\n", i % 200).repeat(8 + i % 24),
-                     "LOG_LEVEL": "info"}}),
-        "Secret" => json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta(format!("secret-{i:04}")),
-            "type": "Opaque", "stringData": {"password": format!("sandbox-only-{i}"), "api-key": "x".repeat(64)}}),
-        "Service" => json!({"apiVersion": "v1", "kind": "Service", "metadata": meta(format!("svc-{i:03}")),
-            "spec": {"selector": {"app": format!("svc-{i:03}")}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
-        "Deployment" => json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(format!("api-{i:03}")),
+                     "LOG_LEVEL": "info"}})
+        }
+        "Secret" => {
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta(format!("secret-{i:04}")),
+            "type": "Opaque", "stringData": {"password": format!("sandbox-only-{i}"), "api-key": "x".repeat(64)}})
+        }
+        "Service" => {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": meta(format!("svc-{i:03}")),
+            "spec": {"selector": {"app": format!("svc-{i:03}")}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
+        }
+        "Deployment" => {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(format!("api-{i:03}")),
             "spec": {"replicas": 1 + i % 3, "selector": {"matchLabels": {"app": format!("svc-{i:03}")}},
                      "template": {"metadata": {"labels": {"app": format!("svc-{i:03}"), PART_OF: "ledger"}}, "spec": {
                          "serviceAccountName": "ledger-api",
                          "containers": [{"name": "api", "image": format!("{ECR}/ledger/api:3.{}", i % 7),
-                                         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                                         "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}},
                                          "envFrom": [{"configMapRef": {"name": format!("config-{i:04}")}}],
-                                         "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": format!("secret-{i:04}"), "key": "password"}}}]}]}}}}),
+                                         "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": format!("secret-{i:04}"), "key": "password"}}}]}]}}}})
+        }
         // References stay below the smallest count of what they name, so that they exist at any
         // OBJECTS_SCALE: the plan refuses a workload whose references are missing.
-        "StatefulSet" => json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(format!("worker-{i:02}")),
+        "StatefulSet" => {
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(format!("worker-{i:02}")),
             "spec": {"replicas": 1, "serviceName": format!("svc-{i:03}"), "selector": {"matchLabels": {"app": format!("worker-{i:02}")}},
                      "template": {"metadata": {"labels": {"app": format!("worker-{i:02}"), PART_OF: "ledger"}}, "spec": {
                          "containers": [{"name": "worker", "image": format!("{ECR}/ledger/worker:1.2"),
-                                         "envFrom": [{"configMapRef": {"name": format!("config-{i:04}")}}]}]}}}}),
-        "CronJob" => json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta(format!("report-{i}")),
+                                         "envFrom": [{"configMapRef": {"name": format!("config-{i:04}")}}]}]}}}})
+        }
+        "CronJob" => {
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta(format!("report-{i}")),
             "spec": {"schedule": format!("{} 3 * * *", i * 10), "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure",
-                     "containers": [{"name": "report", "image": format!("{ECR}/ledger/report:1.0")}]}}}}}}),
+                     "containers": [{"name": "report", "image": format!("{ECR}/ledger/report:1.0")}]}}}}}})
+        }
         "ServiceAccount" => json!({"apiVersion": "v1", "kind": "ServiceAccount",
             "metadata": meta(["ledger-api", "ledger-report"][i % 2].to_string())}),
-        "Role" => json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta("ledger-reader".into()),
-            "rules": [{"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get", "list"]}]}),
-        "RoleBinding" => json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta("ledger-reader".into()),
+        "Role" => {
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta("ledger-reader".into()),
+            "rules": [{"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get", "list"]}]})
+        }
+        "RoleBinding" => {
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta("ledger-reader".into()),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ledger-reader"},
-            "subjects": [{"kind": "ServiceAccount", "name": "ledger-api", "namespace": NS}]}),
-        "NetworkPolicy" => json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta("ledger-internal".into()),
-            "spec": {"podSelector": {"matchLabels": {PART_OF: "ledger"}}, "ingress": [{"from": [{"podSelector": {"matchLabels": {PART_OF: "ledger"}}}]}]}}),
-        "PodDisruptionBudget" => json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta("ledger-api".into()),
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {PART_OF: "ledger"}}}}),
+            "subjects": [{"kind": "ServiceAccount", "name": "ledger-api", "namespace": NS}]})
+        }
+        "NetworkPolicy" => {
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta("ledger-internal".into()),
+            "spec": {"podSelector": {"matchLabels": {PART_OF: "ledger"}}, "ingress": [{"from": [{"podSelector": {"matchLabels": {PART_OF: "ledger"}}}]}]}})
+        }
+        "PodDisruptionBudget" => {
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta("ledger-api".into()),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {PART_OF: "ledger"}}}})
+        }
         other => panic!("no template for {other}"),
+    }
+}
+
+/// Adds `n` nodes like the cluster's first: the seeded clusters have three nodes of 110 pods each,
+/// fewer than the namespace's 340 pods need.
+fn add_nodes(c: &SimCluster, n: usize) {
+    let res = c.api().resource_for("v1", "Node").expect("nodes");
+    let nodes = c
+        .api()
+        .list(&res, None, &ListOptions::default())
+        .expect("list nodes");
+    let template = nodes.items.first().expect("a seeded node").as_ref().clone();
+    let base = template["metadata"]["name"]
+        .as_str()
+        .unwrap_or("node")
+        .to_string();
+    for i in 0..n {
+        let mut node = template.clone();
+        let name = format!("{base}-bench-{i}");
+        node["metadata"]["name"] = json!(name);
+        node["metadata"]["labels"]["kubernetes.io/hostname"] = json!(name);
+        if let Some(m) = node["metadata"].as_object_mut() {
+            for k in ["uid", "resourceVersion", "creationTimestamp"] {
+                m.remove(k);
+            }
+        }
+        c.apply_object(node).expect("node");
     }
 }
 
@@ -153,6 +200,8 @@ async fn main() {
         .await
         .expect("target");
     seed::qc_sovereign(target.api()).expect("seed target");
+    add_nodes(&source, 3);
+    add_nodes(&target, 3);
 
     // The namespace, seeded through the in-process API (not counted as requests).
     let create = |c: &SimCluster, obj: Value| {
@@ -239,13 +288,23 @@ async fn main() {
             .expect("workload");
         let s = &w["status"];
         let phase = s["phase"].as_str().unwrap_or("Pending").to_string();
-        if phases.last().map(|p| &p.0) != Some(&phase) {
+        // Phase and the Ready condition's reason: the steps inside a phase (Quiescing, FinalPass,
+        // TargetStarting...) are where the time goes.
+        let reason = s["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready")
+            .and_then(|c| c["reason"].as_str())
+            .unwrap_or_default();
+        let step = format!("{phase}/{reason}");
+        if phases.last().map(|p| &p.0) != Some(&step) {
             eprintln!(
                 "[{:>6.1}s] {phase:<12} {}",
                 started.elapsed().as_secs_f64(),
                 s["message"].as_str().unwrap_or_default()
             );
-            phases.push((phase.clone(), started.elapsed().as_secs_f64()));
+            phases.push((step, started.elapsed().as_secs_f64()));
         }
         let ready = s["conditions"]
             .as_array()
@@ -280,7 +339,9 @@ async fn main() {
     let done = status["progress"]["objectsDone"].as_i64().unwrap_or(0);
     let per = |n: u64| n as f64 / objects as f64;
     println!("\nmigration of one namespace, sandbox to sandbox, operator in-process\n");
-    println!("| objects | planned / applied | seconds | objects/s | requests to source | requests to target | requests per object | VmHWM (process) | RSS growth |");
+    println!(
+        "| objects | planned / applied | seconds | objects/s | requests to source | requests to target | requests per object | VmHWM (process) | RSS growth |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     println!(
         "| {objects} | {planned} / {done} | {seconds:.1} | {:.0} | {} | {} | {:.2} | {} | {} |",
@@ -303,13 +364,17 @@ async fn main() {
         ("update", src.update, dst.update),
         ("patch", src.patch, dst.patch),
         ("delete", src.delete, dst.delete),
-        ("other (discovery, openapi, version)", src.other(), dst.other()),
+        (
+            "other (discovery, openapi, version)",
+            src.other(),
+            dst.other(),
+        ),
     ] {
         println!("  {verb:<36} {a:>7} / {b:>7}");
     }
-    println!("\nphases (seconds since the operator started):");
+    println!("\nsteps (phase/reason, seconds since the operator started):");
     for (p, t) in &phases {
-        println!("  {p:<12} {t:>7.1}");
+        println!("  {p:<36} {t:>7.1}");
     }
     println!(
         "\nmemory: VmRSS {} when the operator started (both clusters seeded; VmHWM {} until then); \
