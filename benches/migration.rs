@@ -81,7 +81,7 @@ fn object(kind: &str, i: usize) -> Value {
                      "template": {"metadata": {"labels": {"app": format!("svc-{i:03}"), PART_OF: "ledger"}}, "spec": {
                          "serviceAccountName": "ledger-api",
                          "containers": [{"name": "api", "image": format!("{ECR}/ledger/api:3.{}", i % 7),
-                                         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                                         "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}},
                                          "envFrom": [{"configMapRef": {"name": format!("config-{i:04}")}}],
                                          "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": format!("secret-{i:04}"), "key": "password"}}}]}]}}}})
         }
@@ -119,6 +119,33 @@ fn object(kind: &str, i: usize) -> Value {
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {PART_OF: "ledger"}}}})
         }
         other => panic!("no template for {other}"),
+    }
+}
+
+/// Adds `n` nodes like the cluster's first: the seeded clusters have three nodes of 110 pods each,
+/// fewer than the namespace's 340 pods need.
+fn add_nodes(c: &SimCluster, n: usize) {
+    let res = c.api().resource_for("v1", "Node").expect("nodes");
+    let nodes = c
+        .api()
+        .list(&res, None, &ListOptions::default())
+        .expect("list nodes");
+    let template = nodes.items.first().expect("a seeded node").as_ref().clone();
+    let base = template["metadata"]["name"]
+        .as_str()
+        .unwrap_or("node")
+        .to_string();
+    for i in 0..n {
+        let mut node = template.clone();
+        let name = format!("{base}-bench-{i}");
+        node["metadata"]["name"] = json!(name);
+        node["metadata"]["labels"]["kubernetes.io/hostname"] = json!(name);
+        if let Some(m) = node["metadata"].as_object_mut() {
+            for k in ["uid", "resourceVersion", "creationTimestamp"] {
+                m.remove(k);
+            }
+        }
+        c.apply_object(node).expect("node");
     }
 }
 
@@ -173,6 +200,8 @@ async fn main() {
         .await
         .expect("target");
     seed::qc_sovereign(target.api()).expect("seed target");
+    add_nodes(&source, 3);
+    add_nodes(&target, 3);
 
     // The namespace, seeded through the in-process API (not counted as requests).
     let create = |c: &SimCluster, obj: Value| {
@@ -261,13 +290,23 @@ async fn main() {
             .expect("workload");
         let s = &w["status"];
         let phase = s["phase"].as_str().unwrap_or("Pending").to_string();
-        if phases.last().map(|p| &p.0) != Some(&phase) {
+        // Phase and the Ready condition's reason: the steps inside a phase (Quiescing, FinalPass,
+        // TargetStarting...) are where the time goes.
+        let reason = s["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready")
+            .and_then(|c| c["reason"].as_str())
+            .unwrap_or_default();
+        let step = format!("{phase}/{reason}");
+        if phases.last().map(|p| &p.0) != Some(&step) {
             eprintln!(
                 "[{:>6.1}s] {phase:<12} {}",
                 started.elapsed().as_secs_f64(),
                 s["message"].as_str().unwrap_or_default()
             );
-            phases.push((phase.clone(), started.elapsed().as_secs_f64()));
+            phases.push((step, started.elapsed().as_secs_f64()));
         }
         let ready = s["conditions"]
             .as_array()
@@ -335,9 +374,9 @@ async fn main() {
     ] {
         println!("  {verb:<36} {a:>7} / {b:>7}");
     }
-    println!("\nphases (seconds since the operator started):");
+    println!("\nsteps (phase/reason, seconds since the operator started):");
     for (p, t) in &phases {
-        println!("  {p:<12} {t:>7.1}");
+        println!("  {p:<36} {t:>7.1}");
     }
     println!(
         "\nmemory: VmRSS {} when the operator started (both clusters seeded; VmHWM {} until then); \
