@@ -75,7 +75,8 @@ fn the_sandbox_migration_completes_and_shows_what_moved() {
     );
     // Once data moved, the cost shown is the actual one (the estimate stays in status).
     assert!(
-        out.lines().any(|l| l.trim_start().starts_with("cost") && l.contains("CAD one-time")),
+        out.lines()
+            .any(|l| l.trim_start().starts_with("cost") && l.contains("CAD one-time")),
         "{out}"
     );
     assert!(
