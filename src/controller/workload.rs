@@ -670,7 +670,7 @@ async fn cleanup_abort(
 
 /// The three kstatus conditions of a state: Ready, and Reconciling and Stalled, which carry the
 /// message only while they are true.
-fn kstatus(
+pub(super) fn kstatus(
     ready: bool,
     reason: &str,
     message: &str,

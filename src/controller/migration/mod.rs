@@ -23,11 +23,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Client, ResourceExt};
 
 use crate::api::SovereignWorkload;
-use crate::api::conditions::{DATA_SYNCED, Desired, READY, RECONCILING, STALLED, Status};
+use crate::api::conditions::{DATA_SYNCED, Desired, READY, Status};
 use crate::api::duration;
 use crate::api::workload::{Mode, Phase, QuiescedObject, SovereignWorkloadStatus};
 
-use super::workload::Decision;
+use super::workload::{Decision, kstatus};
 use volumes::Rollup;
 
 #[derive(Debug, thiserror::Error)]
@@ -146,35 +146,13 @@ fn since(t: &Time) -> Duration {
     Duration::from_secs(secs.max(0) as u64)
 }
 
-/// The kstatus triple plus the domain conditions of a step.
-fn conds(
-    ready: bool,
-    reason: &str,
-    message: &str,
-    reconciling: bool,
-    stalled: bool,
-) -> Vec<Desired> {
-    let when = |on: bool| {
-        if on {
-            message.to_string()
-        } else {
-            String::new()
-        }
-    };
-    vec![
-        Desired::new(READY, ready, reason, message),
-        Desired::new(RECONCILING, reconciling, reason, when(reconciling)),
-        Desired::new(STALLED, stalled, reason, when(stalled)),
-    ]
-}
-
 fn step(phase: Phase, reason: &str, message: String, requeue: Duration) -> Step {
     let terminal_ok = phase == Phase::Completed;
     let stalled = phase == Phase::RolledBack;
     Step {
         decision: Decision {
             phase,
-            conditions: conds(
+            conditions: kstatus(
                 terminal_ok,
                 reason,
                 &message,
@@ -261,7 +239,7 @@ pub async fn replicate_volumes(
             format!("{f}; the source was not touched"),
             Duration::from_secs(60),
         );
-        s.decision.conditions = conds(
+        s.decision.conditions = kstatus(
             false,
             "DataTransferFailed",
             &s.decision.message.clone(),
