@@ -328,6 +328,64 @@ async fn statefulset_claims_bind_to_real_directories_and_outlive_the_pods() {
     c.shutdown().await;
 }
 
+#[tokio::test]
+async fn replicas_sharing_a_delayed_claim_all_land_in_its_volumes_zone() {
+    // Three replicas would spread over the three zones; one WaitForFirstConsumer claim binds in
+    // the first consumer's zone, and the real scheduler's PreBind keeps the others out of the rest.
+    let (c, client) = eks("shared-claim", SimOptions::temporary()).await;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    pvcs.create(
+        &PostParams::default(),
+        &obj(json!({"metadata": {"name": "shared"},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}})),
+    )
+    .await
+    .expect("claim");
+    deploys
+        .create(
+            &PostParams::default(),
+            &obj(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "files"},
+                "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "files"}},
+                         "template": {"metadata": {"labels": {"app": "files"}},
+                                      "spec": {"containers": [{"name": "f", "image": "nginx:1.27",
+                                                "resources": {"requests": {"cpu": "100m"}},
+                                                "volumeMounts": [{"name": "d", "mountPath": "/d"}]}],
+                                               "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "shared"}}]}}}
+            })),
+        )
+        .await
+        .expect("deployment");
+    let running = until("3 running replicas", || async {
+        let ps = list(&pods, "app=files").await;
+        (ps.len() == 3 && ps.iter().all(|p| s(p, "/status/phase") == "Running")).then_some(ps)
+    })
+    .await;
+    let pvc = get(&pvcs, "shared").await.expect("claim");
+    let pv = get(&pvs, s(&pvc, "/spec/volumeName"))
+        .await
+        .expect("bound volume");
+    let volume_zone = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]
+        ["matchExpressions"][0]["values"][0]
+        .as_str()
+        .expect("a zone")
+        .to_string();
+    for p in &running {
+        let n = get(&nodes, s(p, "/spec/nodeName")).await.expect("node");
+        assert_eq!(
+            s(&n, "/metadata/labels/topology.kubernetes.io~1zone"),
+            volume_zone,
+            "{} runs outside its volume's zone",
+            s(p, "/metadata/name")
+        );
+    }
+    c.shutdown().await;
+}
+
 fn pod_with(name: &str, spec: Value) -> Pod {
     obj(
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}}, "spec": spec}),

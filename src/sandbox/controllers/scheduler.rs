@@ -206,7 +206,7 @@ fn allocatable(node: &Value) -> (i64, i64) {
 
 /// What the pod's claims allow: Err(message) while a claim blocks scheduling; otherwise the PVs
 /// whose node affinity a node must satisfy.
-fn volume_constraints(c: &Cluster, pod: &Value) -> Result<Vec<Arc<Value>>, String> {
+fn volume_constraints(c: &Cluster, pod: &Value) -> Result<Vec<Arc<Value>>, Placement> {
     let ns = meta::namespace(pod);
     let mut pvs = Vec::new();
     let volumes = pod
@@ -222,12 +222,14 @@ fn volume_constraints(c: &Cluster, pod: &Value) -> Result<Vec<Arc<Value>>, Strin
             continue;
         };
         let Some(pvc) = o::get(c, "", "persistentvolumeclaims", ns, claim) else {
-            return Err(format!("persistentvolumeclaim \"{claim}\" not found"));
+            return Err(Placement::Unschedulable(format!(
+                "persistentvolumeclaim \"{claim}\" not found"
+            )));
         };
         if meta::is_deleting(&pvc) {
-            return Err(format!(
+            return Err(Placement::Unschedulable(format!(
                 "persistentvolumeclaim \"{claim}\" is being deleted"
-            ));
+            )));
         }
         let volume = o::str_at(&pvc, "/spec/volumeName");
         if o::str_at(&pvc, "/status/phase") == "Bound" && !volume.is_empty() {
@@ -242,10 +244,31 @@ fn volume_constraints(c: &Cluster, pod: &Value) -> Result<Vec<Arc<Value>>, Strin
             .as_ref()
             .is_some_and(|sc| o::str_at(sc, "/volumeBindingMode") == "WaitForFirstConsumer");
         if !delayed {
-            return Err("pod has unbound immediate PersistentVolumeClaims".into());
+            return Err(Placement::Unschedulable(
+                "pod has unbound immediate PersistentVolumeClaims".into(),
+            ));
+        }
+        // Another pod's scheduling already chose this claim's node: the real scheduler's PreBind
+        // waits for that binding and then checks the new PV's node affinity, so a second consumer
+        // never lands in another zone. Wait, without marking the pod unschedulable.
+        if !o::str_at(
+            &pvc,
+            "/metadata/annotations/volume.kubernetes.io~1selected-node",
+        )
+        .is_empty()
+        {
+            return Err(Placement::Wait);
         }
     }
     Ok(pvs)
+}
+
+/// Why a pod's claims keep it from being placed now.
+enum Placement {
+    /// Marked `PodScheduled=False` with this message.
+    Unschedulable(String),
+    /// Left as it is for a later pass: a claim it shares is being provisioned.
+    Wait,
 }
 
 pub fn pass(c: &Arc<Cluster>) -> bool {
@@ -278,7 +301,8 @@ pub fn pass(c: &Arc<Cluster>) -> bool {
     let mut changed = false;
     for pod in pending {
         match choose(c, pod, &nodes, &used) {
-            Ok(node) => {
+            Ok(None) => {}
+            Ok(Some(node)) => {
                 let (cpu, mem) = requests(pod);
                 let e = used.entry(node.clone()).or_default();
                 e.0 += cpu;
@@ -297,11 +321,12 @@ fn choose(
     pod: &Value,
     nodes: &[Arc<Value>],
     used: &HashMap<String, (i64, i64, usize)>,
-) -> Result<String, String> {
+) -> Result<Option<String>, String> {
     let total = nodes.len();
     let pvs = match volume_constraints(c, pod) {
         Ok(pvs) => pvs,
-        Err(m) => {
+        Err(Placement::Wait) => return Ok(None),
+        Err(Placement::Unschedulable(m)) => {
             return Err(format!(
                 "0/{total} nodes are available: {m}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling."
             ));
@@ -359,7 +384,7 @@ fn choose(
         a.1.total_cmp(&b.1)
             .then_with(|| meta::name(a.0).cmp(meta::name(b.0)))
     }) {
-        return Ok(meta::name(node).to_string());
+        return Ok(Some(meta::name(node).to_string()));
     }
     Err(message(total, &misfits))
 }
