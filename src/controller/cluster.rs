@@ -56,18 +56,7 @@ pub async fn reconcile(obj: Arc<SovereignCluster>, ctx: Arc<Context>) -> Result<
             }
         })
         .await;
-        match result {
-            Ok(action) => {
-                ctx.succeeded(&name);
-                Ok(action)
-            }
-            Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => Err(e),
-            Err(e) => Err(Error::Finalizer {
-                kind: "SovereignCluster",
-                name,
-                message: e.to_string(),
-            }),
-        }
+        super::finalize::outcome(&ctx, "SovereignCluster", name, result)
     }
     .instrument(span)
     .await

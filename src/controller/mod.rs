@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod context;
 pub mod error;
+pub mod finalize;
 pub mod leader;
 pub mod migration;
 pub mod status;

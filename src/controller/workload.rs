@@ -74,18 +74,7 @@ pub async fn reconcile(obj: Arc<SovereignWorkload>, ctx: Arc<Context>) -> Result
         .await;
         report_phases(&ctx);
         let key = format!("{ns}/{name}");
-        match result {
-            Ok(action) => {
-                ctx.succeeded(&key);
-                Ok(action)
-            }
-            Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => Err(e),
-            Err(e) => Err(Error::Finalizer {
-                kind: "SovereignWorkload",
-                name: key,
-                message: e.to_string(),
-            }),
-        }
+        super::finalize::outcome(&ctx, "SovereignWorkload", key, result)
     }
     .instrument(span)
     .await
@@ -125,12 +114,10 @@ pub fn workloads_using_policy(
         .collect()
 }
 
-async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
-    // observe: read the references from the API, not from the caches. A change of a cluster wakes
-    // this controller through its own watch, which can be ahead of the cluster controller's cache.
+/// The workload's SovereignClusters (and its ResidencyPolicy when `with_policy`), read from the API.
+async fn read_refs(w: &SovereignWorkload, ctx: &Context, with_policy: bool) -> Result<Refs> {
     let key = format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any());
     let clusters: Api<SovereignCluster> = Api::all(ctx.client.clone());
-    let policies: Api<ResidencyPolicy> = Api::all(ctx.client.clone());
     let read = |what: &'static str| {
         let key = key.clone();
         move |source| Error::Read {
@@ -140,7 +127,16 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
             source,
         }
     };
-    let refs = Refs {
+    let policy = if with_policy {
+        Api::<ResidencyPolicy>::all(ctx.client.clone())
+            .get_opt(&w.spec.residency_policy)
+            .await
+            .map_err(read("the ResidencyPolicy"))?
+            .map(Arc::new)
+    } else {
+        None
+    };
+    Ok(Refs {
         source: clusters
             .get_opt(&w.spec.source.cluster)
             .await
@@ -151,12 +147,15 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
             .await
             .map_err(read("the target SovereignCluster"))?
             .map(Arc::new),
-        policy: policies
-            .get_opt(&w.spec.residency_policy)
-            .await
-            .map_err(read("the ResidencyPolicy"))?
-            .map(Arc::new),
-    };
+        policy,
+    })
+}
+
+async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
+    // observe: read the references from the API, not from the caches. A change of a cluster wakes
+    // this controller through its own watch, which can be ahead of the cluster controller's cache.
+    let refs = read_refs(&w, ctx, true).await?;
+    let key = format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any());
     let old = w.status.clone().unwrap_or_default();
     if migration::in_flight(&old, w.spec.mode) {
         // Past replication the plan is frozen: the source is being (or was) quiesced, and re-planning
@@ -170,6 +169,8 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
     let mut edit = migration::Edit::default();
     let mut requeue = None;
     let mut applied_hash = None;
+    // The VolumeTransfers as listed while replicating, reused by the cost ledger below.
+    let mut transfers: Option<Vec<crate::api::VolumeTransfer>> = None;
     if decision.phase == Phase::Planning {
         match plan_source(&w, &refs, ctx).await {
             Ok(p) => {
@@ -196,7 +197,21 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
                     {
                         // Objects are in the target: the volumes come next.
                         let keep: Vec<Desired> = decision.conditions.clone();
-                        match migration::replicate_volumes(&w, &ctx.client, &p.volumes).await {
+                        let step = match migration::volumes::observe(&ctx.client, &w).await {
+                            Ok(existing) => {
+                                let step = migration::replicate_volumes(
+                                    &w,
+                                    &ctx.client,
+                                    &p.volumes,
+                                    &existing,
+                                )
+                                .await;
+                                transfers = Some(existing);
+                                step
+                            }
+                            Err(e) => Err(e),
+                        };
+                        match step {
                             Ok(step) => {
                                 decision = step.decision;
                                 decision.conditions.extend(keep.into_iter().filter(|c| {
@@ -290,9 +305,12 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
         && let (Some((p, estimate, _)), Some(src), Some(dst)) =
             (&planned, refs.source.as_ref(), refs.target.as_ref())
     {
-        let transfers = migration::volumes::observe(&ctx.client, &w)
-            .await
-            .unwrap_or_default();
+        let transfers = match transfers {
+            Some(t) => t,
+            None => migration::volumes::observe(&ctx.client, &w)
+                .await
+                .unwrap_or_default(),
+        };
         let fx = ctx.fx().await;
         let objects: Vec<serde_json::Value> = p.objects.iter().map(|o| o.object.clone()).collect();
         if let Some(a) = migration::ledger::actual(&w, &status, &objects, &transfers, src, dst, &fx)
@@ -404,7 +422,8 @@ async fn drive(
         edit: migration::Edit::default(),
         requeue: Duration::from_secs(10),
     };
-    let step = match sides(&w, refs, ctx).await {
+    let sides = sides(&w, refs, ctx).await;
+    let step = match &sides {
         Ok(sides) => {
             let catalog = ctx.catalog().await;
             let policy = refs.policy.as_ref().map(|p| &p.spec);
@@ -412,7 +431,7 @@ async fn drive(
                 &w,
                 &old,
                 &ctx.client,
-                &sides,
+                sides,
                 policy,
                 &catalog,
                 ctx.residency_recheck,
@@ -424,19 +443,16 @@ async fn drive(
                 Err(e) => hold("StepRetrying", format!("{}: {e}; retrying", phase.as_str())),
             }
         }
-        Err(message) => hold("ClusterUnreachable", message),
+        Err(message) => hold("ClusterUnreachable", message.clone()),
     };
     let mut status = render_status(&w, &old, &step.decision, &now);
     step.edit.apply(&mut status);
-    if let (Ok(sides), Some(src), Some(dst)) = (
-        sides(&w, refs, ctx).await,
-        refs.source.as_ref(),
-        refs.target.as_ref(),
-    ) {
+    if let (Ok(sides), Some(src), Some(dst)) = (&sides, refs.source.as_ref(), refs.target.as_ref())
+    {
         let transfers = migration::volumes::observe(&ctx.client, &w)
             .await
             .unwrap_or_default();
-        let objects = migration::ledger::target_objects(&sides).await;
+        let objects = migration::ledger::target_objects(sides).await;
         let fx = ctx.fx().await;
         if let Some(a) = migration::ledger::actual(&w, &status, &objects, &transfers, src, dst, &fx)
         {
@@ -596,29 +612,7 @@ async fn cleanup_abort(
         message,
     };
     {
-        let clusters: Api<SovereignCluster> = Api::all(ctx.client.clone());
-        let read = |what: &'static str| {
-            let name = w.name_any();
-            move |source| Error::Read {
-                what,
-                kind: "SovereignWorkload",
-                name,
-                source,
-            }
-        };
-        let refs = Refs {
-            source: clusters
-                .get_opt(&w.spec.source.cluster)
-                .await
-                .map_err(read("the source SovereignCluster"))?
-                .map(Arc::new),
-            target: clusters
-                .get_opt(&w.spec.target.cluster)
-                .await
-                .map_err(read("the target SovereignCluster"))?
-                .map(Arc::new),
-            policy: None,
-        };
+        let refs = read_refs(w, ctx, false).await?;
         if refs.source.is_none() || refs.target.is_none() {
             *note = "a SovereignCluster of this migration is gone: nothing could be restored or removed".into();
             return Ok(());
@@ -628,14 +622,10 @@ async fn cleanup_abort(
             .map_err(|m| finalizer_error(format!("cannot abort the migration cleanly: {m}")))?;
         let mut restored = 0;
         if w.spec.mode == Mode::Move && !status.quiesced.is_empty() {
-            let source = migration::workloads::list(
-                &sides.source,
-                &sides.source_cluster,
-                &sides.source_ns,
-                None,
-            )
-            .await
-            .map_err(|e| finalizer_error(format!("cannot restore the source: {e}")))?;
+            let source = sides
+                .source_workloads()
+                .await
+                .map_err(|e| finalizer_error(format!("cannot restore the source: {e}")))?;
             restored = migration::workloads::converge(
                 &sides.source,
                 &sides.source_cluster,

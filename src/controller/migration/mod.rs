@@ -62,6 +62,22 @@ impl Sides {
     pub fn selector(&self) -> String {
         format!("{}={}", crate::api::workload::keys::WORKLOAD, self.label)
     }
+
+    /// The scalable workloads this migration created in the target.
+    pub async fn target_workloads(&self) -> Result<Vec<workloads::Workload>, MigrationError> {
+        workloads::list(
+            &self.target,
+            &self.target_cluster,
+            &self.target_ns,
+            Some(&self.selector()),
+        )
+        .await
+    }
+
+    /// Every scalable workload of the source namespace (what a quiesce recorded is among them).
+    pub async fn source_workloads(&self) -> Result<Vec<workloads::Workload>, MigrationError> {
+        workloads::list(&self.source, &self.source_cluster, &self.source_ns, None).await
+    }
 }
 
 /// What a step decided, and what it learned that the status must keep.
@@ -205,14 +221,16 @@ fn data_synced(r: &Rollup, planned: i64) -> Desired {
 
 /// Replicating, once the objects are in the target: the volumes' transfers exist and have done
 /// their pre-copy passes → CuttingOver. Called with the plan's volumes.
+/// `existing` is what `volumes::observe` returned this reconcile (the caller keeps it for the
+/// cost ledger, so the transfers are listed once).
 pub async fn replicate_volumes(
     w: &SovereignWorkload,
     operator: &Client,
     planned: &[crate::migrate::PlannedVolume],
+    existing: &[crate::api::VolumeTransfer],
 ) -> Result<Step, MigrationError> {
     let wanted = volumes::desired(w, planned);
-    let existing = volumes::observe(operator, w).await?;
-    if volumes::ensure(operator, w, &existing, &wanted).await? > 0 {
+    if volumes::ensure(operator, w, existing, &wanted).await? > 0 {
         let mut s = step(
             Phase::Replicating,
             "TransfersCreated",
@@ -228,7 +246,7 @@ pub async fn replicate_volumes(
         return Ok(s);
     }
     let passes = w.spec.data.as_ref().map(|d| d.pre_copy_passes).unwrap_or(1);
-    let r = volumes::rollup(&existing, wanted.len(), passes);
+    let r = volumes::rollup(existing, wanted.len(), passes);
     let synced = data_synced(&r, wanted.len() as i64);
     let mut s = if let Some(f) = &r.failed {
         // Nothing was quiesced: the source serves on. The transfer retries by itself; a failure
@@ -331,20 +349,12 @@ async fn cut_over(
     sides: &Sides,
 ) -> Result<Step, MigrationError> {
     let moving = w.spec.mode == Mode::Move;
-    let target = workloads::list(
-        &sides.target,
-        &sides.target_cluster,
-        &sides.target_ns,
-        Some(&sides.selector()),
-    )
-    .await?;
+    let target = sides.target_workloads().await?;
     // 1. Record the source as it is, before touching it: a rollback restores exactly this, even
     //    after a restart. Nothing is scaled in the reconcile that records.
     if old.cutover_at.is_none() {
         let record = if moving {
-            let source =
-                workloads::list(&sides.source, &sides.source_cluster, &sides.source_ns, None)
-                    .await?;
+            let source = sides.source_workloads().await?;
             workloads::record(&source, &target)
         } else {
             Vec::new()
@@ -368,8 +378,7 @@ async fn cut_over(
     }
     // 2. Quiesce the source and wait for its pods to stop writing.
     if moving {
-        let source =
-            workloads::list(&sides.source, &sides.source_cluster, &sides.source_ns, None).await?;
+        let source = sides.source_workloads().await?;
         let stopped = workloads::stopped(&old.quiesced);
         if workloads::converge(
             &sides.source,
@@ -459,13 +468,7 @@ async fn verify(
     policy: Option<&crate::api::policy::ResidencyPolicySpec>,
     catalog: &crate::residency::Catalog,
 ) -> Result<Step, MigrationError> {
-    let target = workloads::list(
-        &sides.target,
-        &sides.target_cluster,
-        &sides.target_ns,
-        Some(&sides.selector()),
-    )
-    .await?;
+    let target = sides.target_workloads().await?;
     // The start is re-applied: a restart between recording Verifying and scaling loses nothing.
     let started = workloads::started(&target);
     if workloads::converge(
@@ -610,13 +613,7 @@ async fn roll_back(
     let cause = crate::api::conditions::find(&old.conditions, READY)
         .map(|c| (c.reason.clone(), c.message.clone()))
         .unwrap_or_else(|| ("RolledBack".into(), String::new()));
-    let target = workloads::list(
-        &sides.target,
-        &sides.target_cluster,
-        &sides.target_ns,
-        Some(&sides.selector()),
-    )
-    .await?;
+    let target = sides.target_workloads().await?;
     let stop_target = workloads::stopped(&workloads::started(&target));
     let mut writes = workloads::converge(
         &sides.target,
@@ -627,8 +624,7 @@ async fn roll_back(
     )
     .await?;
     if w.spec.mode == Mode::Move {
-        let source =
-            workloads::list(&sides.source, &sides.source_cluster, &sides.source_ns, None).await?;
+        let source = sides.source_workloads().await?;
         writes += workloads::converge(
             &sides.source,
             &sides.source_cluster,

@@ -55,18 +55,7 @@ pub async fn reconcile(obj: Arc<VolumeTransfer>, ctx: Arc<Context>) -> Result<Ac
             }
         })
         .await;
-        match result {
-            Ok(action) => {
-                ctx.succeeded(&key);
-                Ok(action)
-            }
-            Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => Err(e),
-            Err(e) => Err(Error::Finalizer {
-                kind: "VolumeTransfer",
-                name: key,
-                message: e.to_string(),
-            }),
-        }
+        crate::controller::finalize::outcome(&ctx, "VolumeTransfer", key, result)
     }
     .instrument(span)
     .await
