@@ -124,3 +124,35 @@ async fn the_last_pass_leaves_only_the_applications_files() {
     assert_same_tree(src.path(), dst.path());
     rx.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_file_edited_behind_the_index_is_not_reused_blindly() {
+    use std::os::unix::fs::FileExt;
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let s = src.path();
+    write(s, "big.bin", &noise(4 << 20, 1));
+    let certs = certs();
+    let rx = Receiver::start(dst.path(), &certs).await;
+    send(s, &rx.addr, &certs).await.expect("first pass");
+    assert_same_tree(s, dst.path());
+
+    // Someone edits the copy (same size, mtime put back): only its ctime tells. Its indexed
+    // chunk list no longer describes it, so unchanged ranges must not be copied on trust.
+    let copy = dst.path().join("big.bin");
+    let mtime = std::fs::metadata(&copy).unwrap().modified().unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&copy).unwrap();
+    f.write_all_at(&[0x55; 4096], 1 << 20).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    // The source changes elsewhere, so the file is staged from the old copy.
+    let mut big = std::fs::read(s.join("big.bin")).unwrap();
+    big[3 << 20..(3 << 20) + 100].copy_from_slice(&[0xAB; 100]);
+    write(s, "big.bin", &big);
+
+    send(s, &rx.addr, &certs)
+        .await
+        .expect("second pass verified");
+    assert_same_tree(s, dst.path());
+    rx.task.abort();
+}

@@ -32,6 +32,37 @@ pub fn chunk_hash(data: &[u8]) -> Hash {
     *blake3::hash(data).as_bytes()
 }
 
+/// Chunks and hashes a file already in memory (the same cut points as [`digest`]: a cut never
+/// looks further than a maximal chunk ahead).
+pub fn digest_bytes(data: &[u8]) -> FileDigest {
+    let (mask_s, mask_l) = select_masks(CHUNK_AVG, Normalization::Level1);
+    let mut chunks = Vec::with_capacity(data.len() / CHUNK_AVG + 1);
+    let mut start = 0usize;
+    while start < data.len() {
+        let (_, count) = cut(
+            &data[start..],
+            CHUNK_MIN,
+            CHUNK_AVG,
+            CHUNK_MAX,
+            mask_s,
+            mask_l,
+            mask_s << 1,
+            mask_l << 1,
+        );
+        let count = count.max(1).min(data.len() - start);
+        chunks.push(ChunkRef {
+            hash: chunk_hash(&data[start..start + count]),
+            len: count as u32,
+        });
+        start += count;
+    }
+    FileDigest {
+        file_hash: file_hash(&chunks),
+        chunks,
+        size: data.len() as u64,
+    }
+}
+
 /// Chunks and hashes everything `reader` yields. `buf` is reused between calls.
 pub fn digest(mut reader: impl Read, buf: &mut Vec<u8>) -> io::Result<FileDigest> {
     let (mask_s, mask_l) = select_masks(CHUNK_AVG, Normalization::Level1);
@@ -120,6 +151,11 @@ mod tests {
         assert_eq!(whole.size, data.len() as u64);
         assert!(whole.chunks.len() > 10);
         assert!(whole.chunks.iter().all(|c| c.len as usize <= CHUNK_MAX));
+        let in_memory = digest_bytes(&data);
+        assert_eq!(whole.file_hash, in_memory.file_hash);
+        assert_eq!(whole.chunks, in_memory.chunks);
+        assert_eq!(digest_bytes(&[]).size, 0);
+        assert!(digest_bytes(&[]).chunks.is_empty());
     }
 
     #[test]

@@ -19,6 +19,27 @@ use super::protocol::{ChunkRef, Hash};
 /// (2^26 chunk references is a multi-terabyte file).
 const MAX_RECORD: usize = 1 << 31;
 
+/// A file's `lstat` identity: equal stamps taken before and after a read (or a copy) mean no
+/// write happened in between, since any write moves the ctime and user space cannot set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    pub fn of(meta: &Metadata) -> Self {
+        FileStamp {
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct IndexRecord {
     pub path: Vec<u8>,

@@ -359,8 +359,10 @@ pub async fn read_message<R: AsyncRead + Unpin>(reader: &mut R, what: &str) -> R
             max: MAX_FRAME as u64,
         });
     }
-    let mut buf = vec![0u8; len];
-    match reader.read_exact(&mut buf).await {
+    // Read into spare capacity: zero-filling every frame first cost as much as decrypting it.
+    let mut buf = Vec::with_capacity(len);
+    match (&mut *reader).take(len as u64).read_to_end(&mut buf).await {
+        Ok(n) if n < len => return Err(MoverError::Closed(what.to_string())),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             return Err(MoverError::Closed(what.to_string()));

@@ -32,7 +32,7 @@ use super::checkpoint::{INDEX, INDEX_NEW, LAST_PASS, Staging, verified_chunks};
 use super::chunk::{chunk_hash, digest};
 use super::confined::{self, open_dir, open_file_read, os, remove_all, show};
 use super::error::{IoContext, MoverError, Result};
-use super::index::{IndexReader, IndexRecord, IndexWriter};
+use super::index::{FileStamp, IndexReader, IndexRecord, IndexWriter};
 use super::manifest::{
     self, HardlinkTracker, RootHasher, entry_from_meta, file_name, hex, kind_of, parent, path_cmp,
     validate_path, validate_symlink_target,
@@ -769,9 +769,9 @@ fn manifest_file_hash(chunks: &[ChunkRef]) -> Hash {
 struct Awaited {
     entry: Entry,
     chunks: Vec<ChunkRef>,
-    /// The chunks of the file now at the path, if any. The file is reopened when the list
-    /// arrives rather than held open: up to a window of files may be waiting.
-    old_chunks: Option<Vec<ChunkRef>>,
+    /// The chunks of the file now at the path and its stamp then, if any. The file is reopened
+    /// when the list arrives rather than held open: up to a window of files may be waiting.
+    old: Option<(Vec<ChunkRef>, FileStamp)>,
 }
 
 /// Commit items in manifest order; a slot stays empty while its file waits for its chunk list.
@@ -880,14 +880,14 @@ fn planner(
                         }
                         Existing::Other(old) => {
                             want.push(entry.id);
-                            let old_chunks = old.map(|(_, c)| c);
+                            let old = old.map(|o| (o.chunks, o.stamp));
                             let n = entry.chunk_count as usize;
                             awaited.insert(
                                 entry.id,
                                 Awaited {
                                     entry,
                                     chunks: Vec::with_capacity(n.min(1 << 16)),
-                                    old_chunks,
+                                    old,
                                 },
                             );
                             queue.push(None);
@@ -916,8 +916,14 @@ fn planner(
                         validate_chunk_list(&a.entry, &a.chunks)?;
                         // Chunks copied from it are re-verified, so a file replaced meanwhile
                         // costs bytes, not correctness.
-                        let old = match a.old_chunks {
-                            Some(c) => dirs.open_file(&s.root_fd, &a.entry.path)?.map(|f| (f, c)),
+                        let old = match a.old {
+                            Some((chunks, stamp)) => dirs
+                                .open_file(&s.root_fd, &a.entry.path)?
+                                .map(|file| OldFile {
+                                    file,
+                                    chunks,
+                                    stamp,
+                                }),
                             None => None,
                         };
                         let plan = stage_file(&s, &a.entry, &a.chunks, old, &mut buf)?;
@@ -1040,7 +1046,15 @@ enum Existing {
     Same(Vec<ChunkRef>),
     /// It has something else, or nothing: the old file and its chunks, to copy matching
     /// chunks from.
-    Other(Option<(File, Vec<ChunkRef>)>),
+    Other(Option<OldFile>),
+}
+
+/// The file at an entry's path before this pass, with the chunk list it had when `stamp` was
+/// taken (from the index, or from reading it).
+struct OldFile {
+    file: File,
+    chunks: Vec<ChunkRef>,
+    stamp: FileStamp,
 }
 
 /// Compares the file at the entry's path with the entry by whole-file hash, through the index
@@ -1067,7 +1081,11 @@ fn match_existing(
     if old_hash == e.file_hash && meta.nlink() == 1 {
         return Ok(Existing::Same(old_chunks));
     }
-    Ok(Existing::Other(Some((f, old_chunks))))
+    Ok(Existing::Other(Some(OldFile {
+        file: f,
+        chunks: old_chunks,
+        stamp: FileStamp::of(&meta),
+    })))
 }
 
 /// Decides where each chunk of a file comes from: a staging copy left by an interrupted
@@ -1076,7 +1094,7 @@ fn stage_file(
     s: &Shared,
     e: &Entry,
     chunks: &[ChunkRef],
-    old: Option<(File, Vec<ChunkRef>)>,
+    old: Option<OldFile>,
     buf: &mut Vec<u8>,
 ) -> Result<Plan> {
     let (file, partial_name, existed) = s.staging.open_partial(&e.path, e.size)?;
@@ -1091,27 +1109,8 @@ fn stage_file(
     } else {
         vec![false; chunks.len()]
     };
-    if let Some((old_file, old_chunks)) = old {
-        let mut at = HashMap::with_capacity(old_chunks.len());
-        let mut off = 0u64;
-        for c in &old_chunks {
-            at.entry(c.hash).or_insert((off, c.len));
-            off += u64::from(c.len);
-        }
-        for (i, c) in chunks.iter().enumerate() {
-            if have[i] {
-                continue;
-            }
-            if let Some(&(old_off, len)) = at.get(&c.hash) {
-                buf.resize(len as usize, 0);
-                // Re-verified: the old file may have changed since it was indexed.
-                if old_file.read_exact_at(buf, old_off).is_ok() && chunk_hash(buf) == c.hash {
-                    file.write_all_at(buf, offsets[i])
-                        .ctx(|| format!("writing {}", show(&e.path)))?;
-                    have[i] = true;
-                }
-            }
-        }
+    if let Some(old) = old {
+        reuse_old_chunks(e, chunks, &offsets, old, &file, &mut have, buf)?;
     }
     let needed: Vec<bool> = have.iter().map(|h| !h).collect();
     let remaining = needed.iter().filter(|n| **n).count() as u64;
@@ -1131,6 +1130,101 @@ fn stage_file(
         files.insert(e.id, pf.clone());
     }
     Ok(Plan::Staged(pf))
+}
+
+/// Copies the chunks the old file shares with the new one into the staging copy, marking them
+/// in `have`.
+///
+/// While the old file still carries the stamp its chunk list was taken with, the list is
+/// trusted: unchanged ranges are copied by the kernel (`copy_file_range`: a reflink on
+/// filesystems that share extents, no trip through user space elsewhere) without reading or
+/// hashing them. A stamp that differs after the copy means the file was written meanwhile; the
+/// copied chunks are then asked from the sender like any other. Without a trusted stamp each
+/// chunk is read and re-hashed before it is used.
+fn reuse_old_chunks(
+    e: &Entry,
+    chunks: &[ChunkRef],
+    offsets: &[u64],
+    old: OldFile,
+    file: &File,
+    have: &mut [bool],
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    let mut at = HashMap::with_capacity(old.chunks.len());
+    let mut off = 0u64;
+    for c in &old.chunks {
+        at.entry(c.hash).or_insert((off, c.len));
+        off += u64::from(c.len);
+    }
+    let stamp_now = || old.file.metadata().ok().map(|m| FileStamp::of(&m));
+    if stamp_now() == Some(old.stamp) {
+        // Runs of chunks contiguous in both files: (chunk indices, old offset, new offset, len).
+        let mut runs: Vec<(std::ops::Range<usize>, u64, u64, u64)> = Vec::new();
+        for (i, c) in chunks.iter().enumerate() {
+            if have[i] {
+                continue;
+            }
+            let Some(&(old_off, len)) = at.get(&c.hash) else {
+                continue;
+            };
+            if len != c.len {
+                continue;
+            }
+            match runs.last_mut() {
+                Some((idx, o, n, l))
+                    if idx.end == i && *o + *l == old_off && *n + *l == offsets[i] =>
+                {
+                    idx.end = i + 1;
+                    *l += u64::from(len);
+                }
+                _ => runs.push((i..i + 1, old_off, offsets[i], u64::from(len))),
+            }
+        }
+        let mut copied = Vec::new();
+        for (idx, old_off, new_off, len) in runs {
+            if copy_range(&old.file, old_off, file, new_off, len) {
+                copied.push(idx);
+            }
+        }
+        if stamp_now() == Some(old.stamp) {
+            for idx in copied {
+                have[idx].fill(true);
+            }
+        }
+        // Chunks not copied (the kernel refused, or the file changed) fall through to the
+        // verified read below, which re-checks each one.
+    }
+    for (i, c) in chunks.iter().enumerate() {
+        if have[i] {
+            continue;
+        }
+        if let Some(&(old_off, len)) = at.get(&c.hash) {
+            buf.resize(len as usize, 0);
+            // Re-verified: the old file may have changed since it was indexed.
+            if old.file.read_exact_at(buf, old_off).is_ok() && chunk_hash(buf) == c.hash {
+                file.write_all_at(buf, offsets[i])
+                    .ctx(|| format!("writing {}", show(&e.path)))?;
+                have[i] = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `len` bytes from `from` at `from_off` to `to` at `to_off` inside the kernel; false if the
+/// kernel cannot (the caller then copies through user space).
+fn copy_range(from: &File, mut from_off: u64, to: &File, mut to_off: u64, len: u64) -> bool {
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
+        match rustix::fs::copy_file_range(from, Some(&mut from_off), to, Some(&mut to_off), want) {
+            Ok(0) => return false,
+            Ok(n) => left -= n as u64,
+            Err(Errno::INTR) => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 fn writer_worker(s: Arc<Shared>, data_rx: Receiver<Vec<Message>>) -> Result<()> {

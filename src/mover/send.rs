@@ -24,7 +24,7 @@ use tokio_rustls::TlsConnector;
 use tracing::{debug, info, warn};
 
 use super::certs::{RECEIVER_NAME, TlsMaterial};
-use super::chunk::{FileDigest, digest};
+use super::chunk::{FileDigest, digest, digest_bytes};
 use super::error::{IoContext, MoverError, Result};
 use super::index::{IndexReader, IndexRecord, IndexWriter};
 use super::manifest::{HardlinkTracker, RootHasher, entry_from_meta, hex, kind_of};
@@ -111,6 +111,47 @@ struct SendFile {
     path: PathBuf,
     chunks: Vec<ChunkRef>,
     offsets: Vec<u64>,
+    /// The bytes that were hashed, when kept: chunks are then sent from memory, not read again.
+    held: Option<Held>,
+}
+
+/// Files up to this size are read whole and kept until the receiver says what it needs (most
+/// files of a tree are small; their second open and read cost more than the copy held).
+const HOLD_MAX: u64 = 256 << 10;
+/// Bytes kept for files in flight at most; beyond it files are read again when sent.
+const HOLD_BUDGET: usize = 48 << 20;
+
+/// A small file's bytes, counted against [`HOLD_BUDGET`] until dropped.
+struct Held {
+    data: Vec<u8>,
+    budget: Arc<AtomicU64>,
+}
+
+impl Held {
+    /// Takes `data` if the budget has room; otherwise gives it back.
+    fn take(data: Vec<u8>, budget: &Arc<AtomicU64>) -> std::result::Result<Held, Vec<u8>> {
+        let n = data.len() as u64;
+        let granted = budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + n <= HOLD_BUDGET as u64).then_some(used + n)
+            })
+            .is_ok();
+        if granted {
+            Ok(Held {
+                data,
+                budget: budget.clone(),
+            })
+        } else {
+            Err(data)
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget
+            .fetch_sub(self.data.len() as u64, Ordering::AcqRel);
+    }
 }
 
 #[derive(Default)]
@@ -130,9 +171,29 @@ struct Shared {
     cancelled: AtomicBool,
     stats: Stats,
     failures: tokio::sync::mpsc::UnboundedSender<MoverError>,
+    /// Data batches the writer is done with, for the send workers to fill again: a fresh
+    /// megabyte per batch cost a page fault and a zeroed page every 4 KiB (10% of the CPU).
+    spare: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
 }
 
+/// A data batch is handed to the writer once it holds this much.
+const BATCH: usize = 1 << 20;
+
 impl Shared {
+    fn batch(&self) -> Vec<u8> {
+        self.spare
+            .1
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH + CHUNK_MAX + 64))
+    }
+
+    fn recycle(&self, mut frame: Vec<u8>) {
+        if frame.capacity() >= BATCH {
+            frame.clear();
+            let _ = self.spare.0.try_send(frame);
+        }
+    }
+
     fn fail(&self, e: MoverError) {
         let _ = self.failures.send(e);
         self.cancelled.store(true, Ordering::SeqCst);
@@ -167,7 +228,13 @@ enum Ordered {
 enum Digested {
     /// From the stat cache: the file was not read.
     Cached(FileDigest),
-    Hashing(Receiver<Result<FileDigest>>),
+    Hashing(Receiver<Result<Hashed>>),
+}
+
+/// A hashed file, with its bytes when they were kept.
+struct Hashed {
+    digest: FileDigest,
+    held: Option<Held>,
 }
 
 /// First bytes of the stat cache; a cache written with other chunking parameters is ignored.
@@ -217,7 +284,9 @@ fn create_cache(path: &Path) -> Result<IndexWriter> {
 
 struct HashJob {
     path: PathBuf,
-    reply: Sender<Result<FileDigest>>,
+    /// Size at `lstat` (a hint: what is read is what counts).
+    size: u64,
+    reply: Sender<Result<Hashed>>,
 }
 
 fn walker_thread(
@@ -264,7 +333,11 @@ fn walker_thread(
                 None => {
                     let (reply, rx) = async_channel::bounded(1);
                     let path = abs(&root, &entry.path);
-                    if hash_jobs.send_blocking(HashJob { path, reply }).is_err() {
+                    let size = w.meta.len();
+                    if hash_jobs
+                        .send_blocking(HashJob { path, size, reply })
+                        .is_err()
+                    {
                         return Ok(());
                     }
                     Ordered::File(entry, Box::new(w.meta), Digested::Hashing(rx))
@@ -279,14 +352,43 @@ fn walker_thread(
     Ok(())
 }
 
-fn hash_worker(jobs: Receiver<HashJob>) {
+fn hash_worker(jobs: Receiver<HashJob>, budget: Arc<AtomicU64>) {
     let mut buf = Vec::new();
     while let Ok(job) = jobs.recv_blocking() {
-        let result = File::open(&job.path)
-            .and_then(|f| digest(f, &mut buf))
-            .ctx(|| format!("reading {}", job.path.display()));
+        let result =
+            hash_file(&job, &mut buf, &budget).ctx(|| format!("reading {}", job.path.display()));
         let _ = job.reply.send_blocking(result);
     }
+}
+
+/// A small file is read whole, hashed from memory and kept (budget permitting) so that sending
+/// it needs no second read: the bytes sent are exactly the bytes hashed, even if the file
+/// changes meanwhile. Larger files stream through `buf` and are read again when sent (the
+/// receiver then rejects chunks that no longer match their hash).
+fn hash_file(job: &HashJob, buf: &mut Vec<u8>, budget: &Arc<AtomicU64>) -> std::io::Result<Hashed> {
+    let mut f = File::open(&job.path)?;
+    if job.size > HOLD_MAX {
+        return Ok(Hashed {
+            digest: digest(f, buf)?,
+            held: None,
+        });
+    }
+    // One byte more than expected shows a file that grew since `lstat`.
+    let mut data = Vec::with_capacity(job.size as usize + 1);
+    (&mut f).take(HOLD_MAX + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > HOLD_MAX {
+        // It grew past the limit: hash it the streaming way, from the start.
+        drop(data);
+        return Ok(Hashed {
+            digest: digest(File::open(&job.path)?, buf)?,
+            held: None,
+        });
+    }
+    let digest = digest_bytes(&data);
+    Ok(Hashed {
+        digest,
+        held: Held::take(data, budget).ok(),
+    })
 }
 
 struct AssemblerOptions {
@@ -316,11 +418,14 @@ fn assembler_thread(
         let (mut entry, digest) = match item {
             Ordered::Ready(e) => (e, None),
             Ordered::File(e, meta, digested) => {
-                let d = match digested {
-                    Digested::Cached(d) => d,
-                    Digested::Hashing(rx) => rx
-                        .recv_blocking()
-                        .map_err(|_| MoverError::Cancelled("hashing stopped".into()))??,
+                let (d, h) = match digested {
+                    Digested::Cached(d) => (d, None),
+                    Digested::Hashing(rx) => {
+                        let hashed = rx
+                            .recv_blocking()
+                            .map_err(|_| MoverError::Cancelled("hashing stopped".into()))??;
+                        (hashed.digest, hashed.held)
+                    }
                 };
                 // A file that changed size while it was read is not cached: its `lstat` does
                 // not describe what was hashed (a change of the same size moves the ctime
@@ -335,11 +440,11 @@ fn assembler_thread(
                         d.chunks.clone(),
                     ))?;
                 }
-                (e, Some(d))
+                (e, Some((d, h)))
             }
         };
         entry.id = id;
-        if let Some(d) = &digest {
+        if let Some((d, _)) = &digest {
             // What was read is what is sent: if the file grew or shrank since `lstat`, the
             // chunks are the truth (a snapshot avoids this; `Quiesce` mode repeats the pass).
             entry.size = d.size;
@@ -377,7 +482,7 @@ fn assembler_thread(
             }
         }
 
-        let chunks = digest.map(|d| d.chunks).unwrap_or_default();
+        let (chunks, held) = digest.map(|(d, h)| (d.chunks, h)).unwrap_or_default();
         if entry.kind == Kind::File && entry.hardlink.is_none() {
             let mut offsets = Vec::with_capacity(chunks.len());
             let mut off = 0u64;
@@ -389,6 +494,7 @@ fn assembler_thread(
                 path: abs(&root, &entry.path),
                 chunks: chunks.clone(),
                 offsets,
+                held,
             });
             if let Ok(mut files) = shared.files.lock() {
                 files.insert(id, file);
@@ -491,14 +597,18 @@ fn send_worker(
         None
     };
     let mut raw = Vec::with_capacity(CHUNK_MAX);
-    let mut batch = Vec::new();
+    let mut batch = shared.batch();
     loop {
         // Small chunks of many files travel together, but never sleep on a held batch: the
         // receiver may be waiting for exactly that data.
         let job = match jobs.try_recv() {
             Ok(job) => job,
             Err(async_channel::TryRecvError::Empty) => {
-                if !batch.is_empty() && out.send_blocking(std::mem::take(&mut batch)).is_err() {
+                if !batch.is_empty()
+                    && out
+                        .send_blocking(std::mem::replace(&mut batch, shared.batch()))
+                        .is_err()
+                {
                     return Ok(());
                 }
                 match jobs.recv_blocking() {
@@ -509,7 +619,10 @@ fn send_worker(
             Err(async_channel::TryRecvError::Closed) => break,
         };
         let f = &job.file;
-        let file = File::open(&f.path).ctx(|| format!("opening {}", f.path.display()))?;
+        let file = match &f.held {
+            Some(_) => None,
+            None => Some(File::open(&f.path).ctx(|| format!("opening {}", f.path.display()))?),
+        };
         for &(start, count) in &job.ranges {
             for index in start..start + count {
                 if shared.cancelled() {
@@ -523,17 +636,32 @@ fn send_worker(
                         f.chunks.len()
                     )));
                 };
-                raw.resize(c.len as usize, 0);
-                file.read_exact_at(&mut raw, off).ctx(|| {
-                    format!(
-                        "reading {} (did it shrink during the pass?)",
-                        f.path.display()
-                    )
-                })?;
+                let data: &[u8] = match (&f.held, &file) {
+                    (Some(h), _) => h
+                        .data
+                        .get(off as usize..off as usize + c.len as usize)
+                        .ok_or_else(|| {
+                            MoverError::Protocol(format!(
+                                "chunk {index} of {} lies outside the bytes read",
+                                f.path.display()
+                            ))
+                        })?,
+                    (None, Some(file)) => {
+                        raw.resize(c.len as usize, 0);
+                        file.read_exact_at(&mut raw, off).ctx(|| {
+                            format!(
+                                "reading {} (did it shrink during the pass?)",
+                                f.path.display()
+                            )
+                        })?;
+                        &raw
+                    }
+                    (None, None) => return Err(cancelled_send()),
+                };
                 let link_is_the_limit = compress_below
                     .is_none_or(|limit| shared.stats.drain_rate.load(Ordering::Relaxed) < limit);
                 let compressed = if link_is_the_limit {
-                    compress_if_it_pays(&mut compressor, &raw)
+                    compress_if_it_pays(&mut compressor, data)
                 } else {
                     None
                 };
@@ -542,13 +670,16 @@ fn send_worker(
                     index,
                     compressed: compressed.is_some(),
                 };
-                protocol::append_data(&mut batch, &header, compressed.as_deref().unwrap_or(&raw))?;
+                protocol::append_data(&mut batch, &header, compressed.as_deref().unwrap_or(data))?;
                 shared.stats.chunks_sent.fetch_add(1, Ordering::Relaxed);
                 shared
                     .stats
                     .chunk_bytes_sent
                     .fetch_add(u64::from(c.len), Ordering::Relaxed);
-                if batch.len() >= 1 << 20 && out.send_blocking(std::mem::take(&mut batch)).is_err()
+                if batch.len() >= BATCH
+                    && out
+                        .send_blocking(std::mem::replace(&mut batch, shared.batch()))
+                        .is_err()
                 {
                     return Ok(());
                 }
@@ -559,6 +690,10 @@ fn send_worker(
         let _ = out.send_blocking(batch);
     }
     Ok(())
+}
+
+fn cancelled_send() -> MoverError {
+    MoverError::Cancelled("no source for a chunk".into())
 }
 
 fn spawn<T: Send + 'static>(
@@ -661,6 +796,7 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
             ..Stats::default()
         },
         failures: fail_tx,
+        spare: async_channel::bounded(32),
     });
     let (out_tx, out_rx) = async_channel::bounded::<Vec<u8>>(16);
     let (hash_tx, hash_rx) = async_channel::bounded::<HashJob>(opts.threads * 2);
@@ -692,6 +828,8 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
                 .stats
                 .wire_bytes
                 .fetch_add(frame.len() as u64, Ordering::Relaxed);
+            let frame_len = frame.len();
+            writer_stats.recycle(frame);
             if out_rx.is_empty() {
                 wr.flush()
                     .await
@@ -699,7 +837,7 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
             }
             // Time spent handing bytes to the connection, not waiting for frames: its rate
             // is what the link (or the receiver) can take.
-            window_bytes += frame.len() as u64;
+            window_bytes += frame_len as u64;
             window_time += t0.elapsed();
             if window_bytes >= 16 << 20 {
                 let rate = (window_bytes as f64 / window_time.as_secs_f64().max(1e-6)) as u64;
@@ -726,10 +864,11 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
             walker_thread(root, hash_tx, ord_tx, s, cache_in)
         })?);
     }
+    let budget = Arc::new(AtomicU64::new(0));
     for n in 0..opts.threads.max(1) {
-        let jobs = hash_rx.clone();
+        let (jobs, budget) = (hash_rx.clone(), budget.clone());
         threads.push(spawn(&format!("mover-hash-{n}"), &shared, move || {
-            hash_worker(jobs);
+            hash_worker(jobs, budget);
             Ok(())
         })?);
     }
@@ -939,4 +1078,111 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
     emit(&done);
     debug!(?report, "pass verified");
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mover::chunk::chunk_hash;
+
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Hashes `path` like the pool does, rewrites the file, then sends every chunk: returns the
+    /// chunk list and the payloads that went out.
+    fn hash_change_send(path: &Path, size: usize) -> (Vec<ChunkRef>, Vec<Vec<u8>>) {
+        std::fs::write(path, noise(size, 1)).unwrap();
+        let budget = Arc::new(AtomicU64::new(0));
+        let (reply, _rx) = async_channel::bounded(1);
+        let job = HashJob {
+            path: path.to_path_buf(),
+            size: size as u64,
+            reply,
+        };
+        let hashed = hash_file(&job, &mut Vec::new(), &budget).unwrap();
+        // The file changes (same size) after it was hashed and before it is sent.
+        std::fs::write(path, noise(size, 2)).unwrap();
+
+        let chunks = hashed.digest.chunks.clone();
+        let mut offsets = Vec::new();
+        let mut off = 0u64;
+        for c in &chunks {
+            offsets.push(off);
+            off += u64::from(c.len);
+        }
+        let (fail_tx, _fail_rx) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            files: Mutex::new(HashMap::new()),
+            committed: Mutex::new(0),
+            committed_cond: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+            stats: Stats::default(),
+            failures: fail_tx,
+            spare: async_channel::bounded(4),
+        });
+        let (jobs_tx, jobs_rx) = async_channel::unbounded();
+        let (out_tx, out_rx) = async_channel::unbounded();
+        jobs_tx
+            .send_blocking(NeedJob {
+                id: 0,
+                file: Arc::new(SendFile {
+                    path: path.to_path_buf(),
+                    chunks: chunks.clone(),
+                    offsets,
+                    held: hashed.held,
+                }),
+                ranges: vec![(0, chunks.len() as u64)],
+            })
+            .unwrap();
+        jobs_tx.close();
+        // Level 0: payloads are the raw chunk bytes.
+        send_worker(jobs_rx, out_tx, shared, 0, None).unwrap();
+        let mut payloads = Vec::new();
+        while let Ok(frames) = out_rx.try_recv() {
+            let mut rest = &frames[..];
+            while rest.len() >= 4 {
+                let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+                let msg = protocol::decode(rest[4..4 + len].to_vec()).unwrap();
+                payloads.push(msg.data_payload().unwrap().to_vec());
+                rest = &rest[4 + len..];
+            }
+        }
+        assert_eq!(budget.load(Ordering::Relaxed), 0, "held bytes released");
+        (chunks, payloads)
+    }
+
+    #[test]
+    fn a_small_file_changed_after_hashing_is_sent_as_it_was_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (chunks, payloads) = hash_change_send(&dir.path().join("small"), 100 << 10);
+        assert_eq!(chunks.len(), payloads.len());
+        for (c, p) in chunks.iter().zip(&payloads) {
+            assert_eq!(chunk_hash(p), c.hash, "what is sent is what was hashed");
+        }
+    }
+
+    #[test]
+    fn a_large_file_changed_after_hashing_sends_chunks_the_receiver_rejects() {
+        // Read again when sent: the new bytes go out under the old hashes, which the receiver
+        // checks per chunk (HashMismatch), so the pass fails instead of verifying wrongly.
+        let dir = tempfile::tempdir().unwrap();
+        let size = (HOLD_MAX + (300 << 10)) as usize;
+        let (chunks, payloads) = hash_change_send(&dir.path().join("large"), size);
+        assert_eq!(chunks.len(), payloads.len());
+        assert!(
+            chunks
+                .iter()
+                .zip(&payloads)
+                .all(|(c, p)| chunk_hash(p) != c.hash)
+        );
+    }
 }
