@@ -897,3 +897,282 @@ async fn drift_after_completion_flips_the_residency_condition() {
     let _ = op.await;
     sb.shutdown().await;
 }
+
+/// `consistency: Snapshot` in Copy mode: every pass's sender reads a claim restored from a
+/// VolumeSnapshot taken for that pass (never the live claim), each snapshot is created once even
+/// though the operator is killed after each of its first steps, the copy completes with the data,
+/// and the snapshots, their claims and the movers are gone from the source afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshot_consistency_copies_each_pass_from_a_snapshot_and_leaves_nothing_behind() {
+    use futures::StreamExt;
+    use kube::api::DynamicObject;
+    use kube::runtime::watcher;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+
+    let sb = support::start(json!({"mode": "Copy", "data": {"consistency": "Snapshot"}})).await;
+    let snapshots: Api<DynamicObject> = Api::namespaced_with(
+        sb.src.clone(),
+        "sante",
+        &sovereign::migrate::snapshot::volume_snapshots(),
+    );
+    // What the source saw, recorded by watches opened before the operator starts: each
+    // VolumeSnapshot's claim and uids, and each sender's claim.
+    type Seen = Arc<Mutex<BTreeMap<String, (String, BTreeSet<String>)>>>;
+    let seen_snapshots: Seen = Arc::default();
+    let seen_senders: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let mut snap_events = watcher(snapshots.clone(), watcher::Config::default()).boxed();
+    let mut pod_events = watcher(
+        Api::<Pod>::namespaced(sb.src.clone(), "sante"),
+        watcher::Config::default().labels("app.kubernetes.io/component=sender"),
+    )
+    .boxed();
+    // Both watches are established (their initial lists done) before anything is created.
+    while !matches!(
+        snap_events.next().await,
+        Some(Ok(watcher::Event::InitDone)) | None
+    ) {}
+    while !matches!(
+        pod_events.next().await,
+        Some(Ok(watcher::Event::InitDone)) | None
+    ) {}
+    let snaps = seen_snapshots.clone();
+    let w1 = tokio::spawn(async move {
+        while let Some(ev) = snap_events.next().await {
+            if let Ok(watcher::Event::Apply(o)) = ev {
+                let claim = o.data["spec"]["source"]["persistentVolumeClaimName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let mut seen = snaps.lock().expect("lock");
+                let e = seen.entry(o.name_any()).or_default();
+                e.0 = claim;
+                e.1.insert(o.uid().unwrap_or_default());
+            }
+        }
+    });
+    let senders = seen_senders.clone();
+    let w2 = tokio::spawn(async move {
+        while let Some(ev) = pod_events.next().await {
+            if let Ok(watcher::Event::Apply(p)) = ev {
+                let claim = p
+                    .spec
+                    .and_then(|s| s.volumes)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|v| v.name == "data")
+                    .and_then(|v| v.persistent_volume_claim)
+                    .map(|c| c.claim_name)
+                    .unwrap_or_default();
+                senders
+                    .lock()
+                    .expect("lock")
+                    .insert(p.metadata.name.unwrap_or_default(), claim);
+            }
+        }
+    });
+
+    // Killed after each of its first steps (a transfer's status changed): it resumes from what it
+    // finds by name.
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    let state = || async {
+        let list = vts.list(&ListParams::default()).await.ok()?.items;
+        Some(
+            list.iter()
+                .map(|vt| {
+                    let st = vt.status.clone().unwrap_or_default();
+                    format!(
+                        "{:?}/{}/{}",
+                        st.phase,
+                        st.pass,
+                        st.message.unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut kills = 0;
+    while kills < 12 {
+        let (_stop, op) = sb.operator(&format!("op-snapshot-{kills}"));
+        let before = state().await;
+        eventually("a step of a transfer", || async {
+            let now = state().await;
+            (now != before
+                || sb
+                    .workload()
+                    .await
+                    .is_some_and(|w| phase(&w) == "Completed"))
+            .then_some(())
+        })
+        .await;
+        op.abort();
+        let _ = op.await;
+        kills += 1;
+        eprintln!(
+            "[kill {kills}] after {:?}",
+            state().await.unwrap_or_default()
+        );
+    }
+    let (stop, op) = sb.operator("op-snapshot");
+    let w = settle(&sb, &["Completed", "Failed", "RolledBack"]).await;
+    assert_eq!(
+        phase(&w),
+        "Completed",
+        "{:?}",
+        w.status.as_ref().and_then(|s| s.message.clone())
+    );
+    for claim in ["dossier-documents", "data-dossier-db-0"] {
+        let a = sb
+            .source
+            .volume_path("sante", claim)
+            .expect("source volume");
+        let b = sb
+            .target
+            .volume_path("sante", claim)
+            .expect("target volume");
+        assert_eq!(tree(&a), tree(&b), "{claim}");
+    }
+    // Each pass read its own snapshot of its own claim, taken once: a pre-copy and a final pass
+    // per volume.
+    let transfers = vts.list(&ListParams::default()).await.expect("vts").items;
+    assert_eq!(transfers.len(), 2);
+    let snaps = seen_snapshots.lock().expect("lock").clone();
+    let senders = seen_senders.lock().expect("lock").clone();
+    for vt in &transfers {
+        let st = vt.status.clone().unwrap_or_default();
+        assert_eq!(st.pass, 2, "{}: {:?}", vt.name_any(), st.message);
+        for pass in 1..=st.pass {
+            let snap = format!("{}-snap-{pass}", vt.name_any());
+            let (of, uids) = snaps.get(&snap).cloned().unwrap_or_default();
+            assert_eq!(
+                of,
+                vt.spec.source.pvc,
+                "pass {pass} of {} snapshots its claim: {snaps:?}",
+                vt.name_any()
+            );
+            assert_eq!(uids.len(), 1, "{snap} created once: {uids:?}");
+            let prefix = format!("{}-send-{pass}-", vt.name_any());
+            let readers: Vec<&String> = senders
+                .iter()
+                .filter(|(pod, _)| pod.starts_with(&prefix))
+                .map(|(_, claim)| claim)
+                .collect();
+            assert!(
+                !readers.is_empty(),
+                "no sender for pass {pass}: {senders:?}"
+            );
+            assert!(
+                readers.iter().all(|c| **c == snap),
+                "the senders of pass {pass} read {readers:?}, not the claim restored from {snap}"
+            );
+        }
+    }
+    // Nothing of the movers stays in the source: no snapshot, no restored claim, no pod.
+    eventually("the source cleaned of mover objects", || async {
+        let sel = ListParams::default().labels("app.kubernetes.io/name=sovereign-mover");
+        let left_snaps = snapshots.list(&ListParams::default()).await.ok()?.items;
+        let left_claims: Vec<String> =
+            Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+                sb.src.clone(),
+                "sante",
+            )
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .map(|c| c.name_any())
+            .filter(|n| n.contains("-snap-"))
+            .collect();
+        let left_pods = Api::<Pod>::namespaced(sb.src.clone(), "sante")
+            .list(&sel)
+            .await
+            .ok()?
+            .items;
+        (left_snaps.is_empty() && left_claims.is_empty() && left_pods.is_empty()).then_some(())
+    })
+    .await;
+    // The live claims were never touched: the source still serves, unscaled.
+    assert_eq!(
+        replicas(&sb.src, "StatefulSet", "dossier-db").await,
+        Some(1)
+    );
+    w1.abort();
+    w2.abort();
+    let _ = stop.send(());
+    let _ = op.await;
+    sb.shutdown().await;
+}
+
+/// `consistency: Snapshot` with no VolumeSnapshotClass for the source's CSI driver: refused at the
+/// plan, before any VolumeTransfer or target object exists, with the driver named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshot_consistency_without_a_snapshot_class_is_refused_before_anything_moves() {
+    let sb = support::start(json!({"mode": "Copy", "data": {"consistency": "Snapshot"}})).await;
+    let classes: Api<kube::api::DynamicObject> = Api::all_with(
+        sb.src.clone(),
+        &sovereign::migrate::snapshot::volume_snapshot_classes(),
+    );
+    classes
+        .delete(
+            sovereign::sandbox::seed::EBS_SNAPSHOT_CLASS,
+            &Default::default(),
+        )
+        .await
+        .expect("delete the class");
+    let (stop, op) = sb.operator("op-no-class");
+    let last = std::sync::Mutex::new(String::new());
+    let w = eventually("the workload refused", || async {
+        let w = sb.workload().await?;
+        support::trace(&last, &w);
+        let ready = condition(&w, "Ready")?;
+        assert_ne!(
+            phase(&w),
+            "Completed",
+            "a Snapshot copy without a class completed"
+        );
+        (ready.1 == "PlanHasErrors").then_some(w)
+    })
+    .await;
+    let (status, _, message) = condition(&w, "Ready").expect("Ready");
+    assert_eq!(status, "False");
+    assert!(message.contains("ebs.csi.aws.com"), "{message}");
+    assert!(message.contains("VolumeSnapshotClass"), "{message}");
+    assert_eq!(
+        condition(&w, "Stalled").map(|c| c.0).as_deref(),
+        Some("True")
+    );
+    let findings = w
+        .status
+        .as_ref()
+        .and_then(|s| s.plan.as_ref())
+        .map(|p| p.findings.clone())
+        .unwrap_or_default();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.object == "PersistentVolumeClaim/data-dossier-db-0"
+                && f.evidence.contains("ebs.csi.aws.com")),
+        "{findings:?}"
+    );
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    assert!(
+        vts.list(&ListParams::default())
+            .await
+            .expect("vts")
+            .items
+            .is_empty()
+    );
+    assert!(
+        Api::<Deployment>::namespaced(sb.dst.clone(), "sante")
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty(),
+        "nothing was applied in the target"
+    );
+    let _ = stop.send(());
+    let _ = op.await;
+    sb.shutdown().await;
+}

@@ -386,6 +386,259 @@ async fn replicas_sharing_a_delayed_claim_all_land_in_its_volumes_zone() {
     c.shutdown().await;
 }
 
+/// A tree as comparable facts: relative path → (kind, mode, content or link target).
+fn tree(root: &Path) -> std::collections::BTreeMap<String, (char, u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(
+        root: &Path,
+        dir: &Path,
+        out: &mut std::collections::BTreeMap<String, (char, u32, Vec<u8>)>,
+    ) {
+        for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+            let p = e.path();
+            let rel = p
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
+            let m = std::fs::symlink_metadata(&p).expect("metadata");
+            let mode = m.mode() & 0o7777;
+            if m.file_type().is_symlink() {
+                let t = std::fs::read_link(&p).expect("readlink");
+                out.insert(rel, ('l', 0, t.display().to_string().into_bytes()));
+            } else if m.is_dir() {
+                out.insert(rel, ('d', mode, Vec::new()));
+                walk(root, &p, out);
+            } else {
+                out.insert(rel, ('f', mode, std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn claim_of(name: &str, source: Option<&str>) -> PersistentVolumeClaim {
+    let mut v = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+                       "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}});
+    if let Some(snap) = source {
+        v["spec"]["dataSource"] =
+            json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snap});
+    }
+    obj(v)
+}
+
+fn mounting(pod: &str, claim: &str) -> Pod {
+    pod_with(
+        pod,
+        json!({"containers": [{"name": "c", "image": "busybox", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}],
+               "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}]}),
+    )
+}
+
+fn snapshot_api(kind: &str, plural: &str) -> kube::api::ApiResource {
+    kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", kind),
+        plural,
+    )
+}
+
+fn volume_snapshot(name: &str, claim: &str, class: &str) -> kube::api::DynamicObject {
+    let ar = snapshot_api("VolumeSnapshot", "volumesnapshots");
+    kube::api::DynamicObject::new(name, &ar).data(json!({"spec": {
+        "volumeSnapshotClassName": class, "source": {"persistentVolumeClaimName": claim}}}))
+}
+
+#[tokio::test]
+async fn a_snapshot_freezes_a_claims_files_and_a_claim_restored_from_it_has_exactly_those() {
+    let (c, client) = eks("snap", SimOptions::temporary()).await;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let snaps: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &snapshot_api("VolumeSnapshot", "volumesnapshots"),
+    );
+    let contents: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &snapshot_api("VolumeSnapshotContent", "volumesnapshotcontents"),
+    );
+    let pp = PostParams::default();
+    // A claim of the default class (gp3, WaitForFirstConsumer), bound through its first consumer.
+    pvcs.create(&pp, &claim_of("data", None))
+        .await
+        .expect("claim");
+    pods.create(&pp, &mounting("writer", "data"))
+        .await
+        .expect("pod");
+    let live = until("the claim bound", || async {
+        c.volume_path("default", "data")
+    })
+    .await;
+    std::fs::create_dir_all(live.join("records/2026")).expect("mkdir");
+    for i in 0..20 {
+        std::fs::write(
+            live.join(format!("records/2026/{i:03}.csv")),
+            format!("row,{i}\n").repeat(100 + i),
+        )
+        .expect("write");
+    }
+    std::fs::write(live.join("README.txt"), "v1\n").expect("write");
+    std::fs::set_permissions(
+        live.join("README.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .expect("chmod");
+    std::os::unix::fs::symlink("records/2026/001.csv", live.join("latest.csv")).expect("symlink");
+    let at_snapshot = tree(&live);
+
+    // A claim restored from a snapshot that does not exist yet: Pending, and the provisioner says why.
+    pvcs.create(&pp, &claim_of("restored", Some("snap-1")))
+        .await
+        .expect("claim");
+    pods.create(&pp, &mounting("reader", "restored"))
+        .await
+        .expect("pod");
+    let ev = until("a ProvisioningFailed event", || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("ProvisioningFailed")
+                    && e.involved_object.name.as_deref() == Some("restored")
+            })
+    })
+    .await;
+    assert!(
+        ev.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("error getting handle for DataSource Type VolumeSnapshot by Name snap-1"),
+        "{:?}",
+        ev.message
+    );
+    assert_eq!(
+        s(
+            &get(&pvcs, "restored").await.expect("claim"),
+            "/status/phase"
+        ),
+        "Pending"
+    );
+
+    // The snapshot: ready, bound to a content that records the volume and the class's policy.
+    snaps
+        .create(&pp, &volume_snapshot("snap-1", "data", "ebs-csi-snapclass"))
+        .await
+        .expect("snapshot");
+    let snap = until("the snapshot ready to use", || async {
+        get(&snaps, "snap-1")
+            .await
+            .filter(|v| v.pointer("/status/readyToUse") == Some(&json!(true)))
+    })
+    .await;
+    // Written after the snapshot: the restored claim must not see these.
+    std::fs::write(live.join("README.txt"), "v2, after the snapshot\n").expect("write");
+    std::fs::write(live.join("records/2026/late.csv"), "late\n").expect("write");
+    std::fs::remove_file(live.join("records/2026/000.csv")).expect("rm");
+    assert_eq!(snap["status"]["restoreSize"], "1Gi");
+    assert!(!s(&snap, "/status/creationTime").is_empty());
+    let content_name = s(&snap, "/status/boundVolumeSnapshotContentName").to_string();
+    assert_eq!(
+        content_name,
+        format!("snapcontent-{}", s(&snap, "/metadata/uid"))
+    );
+    let content = get(&contents, &content_name).await.expect("content");
+    let pv = s(
+        &get(&pvcs, "data").await.expect("claim"),
+        "/spec/volumeName",
+    )
+    .to_string();
+    assert_eq!(s(&content, "/spec/source/volumeHandle"), pv);
+    assert_eq!(s(&content, "/spec/driver"), "ebs.csi.aws.com");
+    assert_eq!(s(&content, "/spec/deletionPolicy"), "Delete");
+    assert_eq!(s(&content, "/spec/volumeSnapshotRef/name"), "snap-1");
+    assert_eq!(
+        s(&content, "/spec/volumeSnapshotRef/uid"),
+        s(&snap, "/metadata/uid")
+    );
+    assert_eq!(content["status"]["readyToUse"], true);
+    assert_eq!(content["status"]["restoreSize"], 1i64 << 30);
+    let handle = s(&content, "/status/snapshotHandle").to_string();
+    let snap_dir = c.data_dir().join("snapshots").join(&handle);
+    assert!(snap_dir.is_dir(), "{}", snap_dir.display());
+
+    // The restored claim binds (once its consumer is placed) with exactly the files at snapshot time.
+    let restored = until("the restored claim bound", || async {
+        c.volume_path("default", "restored")
+    })
+    .await;
+    assert_ne!(restored, live);
+    assert_eq!(tree(&restored), at_snapshot);
+    assert_ne!(tree(&live), at_snapshot, "the live volume moved on");
+
+    // Errors: a class that does not exist, a claim not bound yet.
+    snaps
+        .create(&pp, &volume_snapshot("no-class", "data", "nope"))
+        .await
+        .expect("snapshot");
+    let bad = until("an error for the missing class", || async {
+        get(&snaps, "no-class")
+            .await
+            .filter(|v| !s(v, "/status/error/message").is_empty())
+    })
+    .await;
+    assert_eq!(bad["status"]["readyToUse"], false);
+    assert!(
+        s(&bad, "/status/error/message").contains("Failed to get snapshot class with error")
+            && s(&bad, "/status/error/message").contains("\"nope\\\" not found"),
+        "{}",
+        s(&bad, "/status/error/message")
+    );
+    pvcs.create(&pp, &claim_of("idle", None))
+        .await
+        .expect("claim");
+    snaps
+        .create(
+            &pp,
+            &volume_snapshot("of-unbound", "idle", "ebs-csi-snapclass"),
+        )
+        .await
+        .expect("snapshot");
+    let unbound = until("an error for the unbound claim", || async {
+        get(&snaps, "of-unbound")
+            .await
+            .filter(|v| !s(v, "/status/error/message").is_empty())
+    })
+    .await;
+    assert!(
+        s(&unbound, "/status/error/message").contains("the PVC idle is not yet bound to a PV"),
+        "{unbound}"
+    );
+
+    // Deleting a snapshot of a Delete class deletes its content and its data.
+    snaps
+        .delete("snap-1", &DeleteParams::default())
+        .await
+        .expect("delete");
+    until("the snapshot and its content gone", || async {
+        (get(&snaps, "snap-1").await.is_none() && get(&contents, &content_name).await.is_none())
+            .then_some(())
+    })
+    .await;
+    assert!(!snap_dir.exists(), "the snapshot's directory goes with it");
+    assert_eq!(
+        tree(&restored),
+        at_snapshot,
+        "a restored volume outlives its snapshot"
+    );
+    c.shutdown().await;
+}
+
 fn pod_with(name: &str, spec: Value) -> Pod {
     obj(
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}}, "spec": spec}),

@@ -18,6 +18,17 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("cannot {action} {kind} {name} in cluster {cluster:?}: {source}")]
+    Remote {
+        action: &'static str,
+        kind: &'static str,
+        /// `namespace/name` (or `name` when cluster-scoped).
+        name: String,
+        cluster: String,
+        // Boxed: this variant would make every `Result` of the controllers larger.
+        #[source]
+        source: Box<kube::Error>,
+    },
     #[error("{kind} {name} has no {what}")]
     Incomplete {
         kind: &'static str,
@@ -46,6 +57,7 @@ impl Error {
         match self {
             Error::Status { .. } => "StatusWriteFailed",
             Error::Read { .. } => "ReadFailed",
+            Error::Remote { .. } => "RemoteCallFailed",
             Error::Incomplete { .. } => "IncompleteObject",
             Error::InUse { .. } => "InUse",
             Error::Finalizer { .. } => "FinalizerFailed",

@@ -27,7 +27,7 @@ use crate::api::conditions::{
 };
 use crate::api::policy::Enforcement;
 use crate::api::workload::ResidencyStatus;
-use crate::api::workload::{Mode, ObjectOutcome, ObjectResult, PlanStatus};
+use crate::api::workload::{Consistency, Mode, ObjectOutcome, ObjectResult, PlanStatus};
 use crate::api::workload::{Phase, SovereignWorkloadStatus};
 use crate::api::{ResidencyPolicy, SovereignCluster, SovereignWorkload};
 use crate::api::{Severity, Verdict};
@@ -853,7 +853,7 @@ async fn plan_source(
         .clone()
         .unwrap_or_else(|| w.spec.source.namespace.clone());
     let catalog = ctx.catalog().await;
-    Ok(migrate::build(&PlanInput {
+    let mut plan = migrate::build(&PlanInput {
         objects: &objects,
         source_namespace: &w.spec.source.namespace,
         target_namespace: &target_namespace,
@@ -868,7 +868,23 @@ async fn plan_source(
         patches: &w.spec.target.patches,
         workload: &format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any()),
         catalog: &catalog,
-    }))
+    });
+    // Snapshot consistency is refused here, before anything moves, when a claim's CSI driver has
+    // no VolumeSnapshotClass in the source.
+    let consistency = w.spec.data.as_ref().map(|d| d.consistency);
+    if consistency == Some(Consistency::Snapshot) && !plan.volumes.is_empty() {
+        let inv = migrate::snapshot::inventory(&access.client)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot read the StorageClasses and VolumeSnapshotClasses of the source cluster {:?} (consistency Snapshot): {e}",
+                    w.spec.source.cluster
+                )
+            })?;
+        plan.findings
+            .extend(migrate::snapshot::preflight(&plan.volumes, &inv));
+    }
+    Ok(plan)
 }
 
 /// The estimate of the planned move, and its check against the budget. A cost model that cannot

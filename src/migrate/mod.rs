@@ -8,6 +8,7 @@ pub mod footprint;
 pub mod order;
 pub mod plan;
 pub mod select;
+pub mod snapshot;
 pub mod transform;
 
 pub use plan::{Plan, PlanInput, PlannedObject, PlannedVolume, build};

@@ -201,6 +201,9 @@ fn never_moved(v: &Value) -> Option<&'static str> {
     {
         return Some("created by a CronJob that moves");
     }
+    if !v["metadata"]["labels"][crate::api::workload::keys::TRANSFER].is_null() {
+        return Some("an object of the migration's own data mover");
+    }
     if k == "ServiceAccount" && name(v) == "default" {
         return Some("every namespace has its own default ServiceAccount");
     }
@@ -468,4 +471,30 @@ pub fn select(
         .cloned()
         .collect();
     sel
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_movers_own_objects_never_move_even_without_a_selector() {
+        let mover = json!({"app.kubernetes.io/managed-by": "sovereign-operator",
+                           "sovereign.dev/volume-transfer": "dossier-data-db-0"});
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": "dossier-data-db-0-snap-1", "labels": mover}}),
+            json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+                   "metadata": {"name": "dossier-data-db-0-snap-1", "labels": mover}}),
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "dossier-data-db-0-send-1-1", "labels": mover}}),
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": "data-db-0"}}),
+        ];
+        let sel = select(&objects, None, &[], &[]);
+        let chosen: Vec<String> = sel.objects.iter().map(key).collect();
+        assert_eq!(chosen, ["PersistentVolumeClaim/data-db-0"]);
+        assert_eq!(sel.skipped.len(), 3, "{:?}", sel.skipped);
+    }
 }

@@ -124,8 +124,19 @@ pub fn eks_us_east_1(c: &Cluster) -> Result<(), ApiError> {
         "provisioner": "kubernetes.io/aws-ebs", "parameters": {"type": "gp2", "fsType": "ext4"},
         "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": true
     }))?;
+    // The EKS snapshot-controller add-on installs the CRDs and the controller, not a class: this is
+    // the class a platform team creates for the EBS CSI driver (AWS's documented example). The
+    // other profiles have none, as a fresh cluster of theirs has none.
+    c.seed_object(json!({
+        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+        "metadata": {"name": EBS_SNAPSHOT_CLASS, "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "true"}},
+        "driver": "ebs.csi.aws.com", "deletionPolicy": "Delete"
+    }))?;
     Ok(())
 }
+
+/// The VolumeSnapshotClass of the EKS profile (driver `ebs.csi.aws.com`).
+pub const EBS_SNAPSHOT_CLASS: &str = "ebs-csi-snapclass";
 
 /// An AKS cluster in eastus (Virginia): the `kubernetes.azure.com/*` labels AKS reserves, VMSS
 /// providerIDs (no region in them: the labels and the `MC_<rg>_<cluster>_<region>` resource group

@@ -4,12 +4,16 @@
 //! and records each pass in status. Pre-copy passes run while the source serves; the final pass
 //! runs when the workload asks for it (annotation `sovereign.dev/final-pass`), after quiescing.
 //!
+//! With consistency Snapshot each pass's sender reads a claim restored from a VolumeSnapshot of
+//! the source claim taken at the pass's start (`snapshot`), instead of the live claim.
+//!
 //! One reconcile, one step, status written before the next action: the pass number and attempt
 //! in status name the sender Pod, so a restarted operator finds the pod it started, reads how it
 //! ended, and never counts a pass twice (`passWireBytes` has one entry per pass).
 
 pub mod objects;
 pub mod progress;
+pub mod snapshot;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -192,12 +196,7 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     };
     let data = w.spec.data.clone().unwrap_or_default();
-    if vt.spec.consistency == Consistency::Snapshot {
-        s.phase = Some(TransferPhase::Failed);
-        s.message = Some("consistency Snapshot needs CSI VolumeSnapshots, which this build does not orchestrate yet: use consistency Quiesce (pre-copy while the source runs, final pass after it is scaled to zero)".into());
-        write(&vt, ctx, &s).await?;
-        return Ok(Action::await_change());
-    }
+    let snapshots = vt.spec.consistency == Consistency::Snapshot;
     let e = match ends(&vt, ctx).await {
         Ok(e) => e,
         Err(message) => {
@@ -343,6 +342,11 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
         TransferPhase::Pending | TransferPhase::Preparing | TransferPhase::Synced
     );
     if idle {
+        // No pass under way: the snapshot objects of finished passes go (a restart between
+        // recording a pass and deleting them left them).
+        if snapshots {
+            snapshot::remove_all(&vt, &e.source).await;
+        }
         // A paused or suspended workload (budget, spec.suspend) starts no new pass; the one
         // under way finishes. The final pass is the cutover's, which a pause never interrupts.
         let paused = w.spec.suspend
@@ -407,7 +411,33 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
         .await
         .map_err(kube_err(&vt, "the sender Pod"))?
     else {
-        let node = consumer_node(&e.source, &src_ns, &vt.spec.source.pvc, &vt).await;
+        let (claim, node) = if snapshots {
+            // The pass reads a snapshot taken now, restored into a claim of its own: no pinning,
+            // the restored volume attaches wherever the sender lands.
+            match snapshot::prepare(&vt, &e.source, old.pass).await? {
+                snapshot::Source::Ready { claim } => (claim, None),
+                snapshot::Source::Waiting(what) => {
+                    s.message = Some(format!(
+                        "pass {} ({}), attempt {}: {what}",
+                        old.pass,
+                        if old.final_pass { "final" } else { "pre-copy" },
+                        old.attempt.max(1),
+                    ));
+                    write(&vt, ctx, &s).await?;
+                    return Ok(Action::requeue(ACTIVE));
+                }
+                snapshot::Source::Retry(why) => return fail_attempt(&vt, ctx, s, why).await,
+                snapshot::Source::Refused(why) => {
+                    s.phase = Some(TransferPhase::Failed);
+                    s.message = Some(why);
+                    write(&vt, ctx, &s).await?;
+                    return Ok(Action::await_change());
+                }
+            }
+        } else {
+            let node = consumer_node(&e.source, &src_ns, &vt.spec.source.pvc, &vt).await;
+            (vt.spec.source.pvc.clone(), node)
+        };
         src_pods
             .create(
                 &PostParams::default(),
@@ -418,6 +448,7 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
                     old.pass,
                     old.final_pass,
                     old.attempt.max(1),
+                    &claim,
                     node.as_deref(),
                 ),
             )
@@ -494,6 +525,10 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
                 ));
             }
             write(&vt, ctx, &s).await?;
+            // The pass's snapshot and restored claim are done with once it is recorded.
+            if snapshots {
+                snapshot::remove_all(&vt, &e.source).await;
+            }
             Ok(Action::requeue(Duration::from_millis(200)))
         }
         "Failed" => {
@@ -673,6 +708,11 @@ async fn remove_pods(client: &Client, ns: &str, selector: &str) {
 /// Deletes every mover object of a transfer in both clusters (idempotent).
 async fn remove_mover_objects(vt: &VolumeTransfer, e: &Ends) {
     let sel = objects::selector(vt);
+    if vt.spec.consistency == Consistency::Snapshot {
+        // The senders first: they mount the restored claims.
+        remove_pods(&e.source, &vt.spec.source.namespace, &sel).await;
+        snapshot::remove_all(vt, &e.source).await;
+    }
     for (client, ns) in [
         (&e.source, vt.spec.source.namespace.as_str()),
         (&e.target, vt.spec.target.namespace.as_str()),

@@ -1,16 +1,20 @@
 //! The mover's objects, built from a VolumeTransfer: the certificate Secrets, the receiver Pod and
-//! its Service in the target, the sender Pod of each pass in the source. Pure: the reconcile applies
+//! its Service in the target, the sender Pod of each pass in the source and, with consistency
+//! Snapshot, the pass's VolumeSnapshot and the claim restored from it. Pure: the reconcile applies
 //! what these return.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use kube::ResourceExt;
+use kube::api::DynamicObject;
 use serde_json::json;
 
 use crate::api::transfer::VolumeTransfer;
 use crate::api::workload::{Transport, keys};
+use crate::migrate::plan::quantity_bytes;
+use crate::migrate::snapshot;
 use crate::mover::certs::TlsMaterial;
 
 /// The receiver's port.
@@ -29,6 +33,11 @@ pub fn receiver_name(vt: &VolumeTransfer) -> String {
 
 pub fn sender_name(vt: &VolumeTransfer, pass: i32, attempt: i32) -> String {
     format!("{}-send-{pass}-{attempt}", vt.name_any())
+}
+
+/// The VolumeSnapshot of a pass, and the claim restored from it (the same name: one of each).
+pub fn snapshot_name(vt: &VolumeTransfer, pass: i32) -> String {
+    format!("{}-snap-{pass}", vt.name_any())
 }
 
 /// Labels every mover object carries: found and removed by them.
@@ -135,8 +144,69 @@ pub fn receiver_service(vt: &VolumeTransfer, transport: Transport) -> Service {
     serde_json::from_value(v).unwrap_or_default()
 }
 
-/// The sender of one pass: mounts the source PVC read-only; placed on the node that already
-/// mounts the volume when one does (a ReadWriteOnce volume attaches to one node).
+/// The VolumeSnapshot a Snapshot pass reads: of the source claim, with the chosen class, in the
+/// source namespace.
+pub fn volume_snapshot(vt: &VolumeTransfer, pass: i32, class: &str) -> DynamicObject {
+    let mut o = DynamicObject::new(&snapshot_name(vt, pass), &snapshot::volume_snapshots())
+        .within(&vt.spec.source.namespace)
+        .data(json!({"spec": {
+            "volumeSnapshotClassName": class,
+            "source": {"persistentVolumeClaimName": vt.spec.source.pvc}
+        }}));
+    o.metadata.labels = Some(labels(vt, "snapshot"));
+    o.metadata.annotations = Some([("sovereign.dev/pass".to_string(), pass.to_string())].into());
+    o
+}
+
+/// What a claim restored from a snapshot requests: at least the snapshot's `restoreSize`, and at
+/// least what the source claim requests (the first known of them when the other is unreadable).
+pub fn restore_request(restore_size: Option<&str>, source_request: Option<&str>) -> Option<String> {
+    let known: Vec<(&str, u64)> = [restore_size, source_request]
+        .into_iter()
+        .flatten()
+        .filter_map(|q| Some((q, quantity_bytes(q)?)))
+        .collect();
+    known
+        .iter()
+        .max_by_key(|(_, b)| *b)
+        .map(|(q, _)| q.to_string())
+}
+
+/// The claim a Snapshot pass's sender reads: restored from the pass's VolumeSnapshot, in the
+/// source claim's StorageClass (the snapshot's driver restores it), sized by `restore_request`.
+pub fn snapshot_claim(
+    vt: &VolumeTransfer,
+    pass: i32,
+    storage_class: Option<&str>,
+    request: &str,
+    access_modes: &[String],
+) -> PersistentVolumeClaim {
+    let name = snapshot_name(vt, pass);
+    let modes: Vec<String> = if access_modes.is_empty() {
+        vec!["ReadWriteOnce".into()]
+    } else {
+        access_modes.to_vec()
+    };
+    let mut v = json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": vt.spec.source.namespace, "labels": labels(vt, "snapshot"),
+                     "annotations": {"sovereign.dev/pass": pass.to_string()}},
+        "spec": {
+            "accessModes": modes,
+            "volumeMode": "Filesystem",
+            "resources": {"requests": {"storage": request}},
+            "dataSource": {"apiGroup": snapshot::GROUP, "kind": "VolumeSnapshot", "name": name}
+        }
+    });
+    if let Some(sc) = storage_class {
+        v["spec"]["storageClassName"] = json!(sc);
+    }
+    serde_json::from_value(v).unwrap_or_default()
+}
+
+/// The sender of one pass: mounts `claim` read-only (the source claim, or the claim restored from
+/// the pass's snapshot); placed on `node` when given (the node that already mounts a live
+/// ReadWriteOnce claim: such a volume attaches to one node).
 #[allow(clippy::too_many_arguments)]
 pub fn sender_pod(
     vt: &VolumeTransfer,
@@ -145,6 +215,7 @@ pub fn sender_pod(
     pass: i32,
     last: bool,
     attempt: i32,
+    claim: &str,
     node: Option<&str>,
 ) -> Pod {
     let mut v = json!({
@@ -168,7 +239,7 @@ pub fn sender_pod(
                 ]
             }],
             "volumes": [
-                {"name": "data", "persistentVolumeClaim": {"claimName": vt.spec.source.pvc, "readOnly": true}},
+                {"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": true}},
                 {"name": "certs", "secret": {"secretName": secret_name(vt), "defaultMode": 0o400}}
             ]
         }
@@ -210,7 +281,16 @@ mod tests {
 
     #[test]
     fn the_sender_reads_the_source_claim_read_only_and_names_its_pass() {
-        let p = sender_pod(&vt(), "img", "10.0.0.1:8443", 2, true, 1, Some("node-a"));
+        let p = sender_pod(
+            &vt(),
+            "img",
+            "10.0.0.1:8443",
+            2,
+            true,
+            1,
+            "data-db-0",
+            Some("node-a"),
+        );
         let spec = p.spec.expect("spec");
         assert_eq!(p.metadata.namespace.as_deref(), Some("sante"));
         let c = &spec.containers[0];
@@ -224,6 +304,92 @@ mod tests {
         assert_eq!(claim.read_only, Some(true));
         assert!(spec.affinity.is_some());
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    }
+
+    #[test]
+    fn a_snapshot_pass_snapshots_the_source_claim_and_its_sender_reads_the_restored_claim() {
+        let v = vt();
+        let snap = volume_snapshot(&v, 3, "ebs-snap");
+        assert_eq!(
+            snap.metadata.name.as_deref(),
+            Some("dossier-data-db-0-snap-3")
+        );
+        assert_eq!(snap.metadata.namespace.as_deref(), Some("sante"));
+        assert_eq!(
+            snap.types.as_ref().map(|t| t.api_version.as_str()),
+            Some("snapshot.storage.k8s.io/v1")
+        );
+        assert_eq!(snap.data["spec"]["volumeSnapshotClassName"], "ebs-snap");
+        assert_eq!(
+            snap.data["spec"]["source"]["persistentVolumeClaimName"],
+            "data-db-0"
+        );
+        let labels = snap.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels.get(keys::TRANSFER).map(String::as_str),
+            Some("dossier-data-db-0")
+        );
+        assert_eq!(
+            labels
+                .get("app.kubernetes.io/component")
+                .map(String::as_str),
+            Some("snapshot")
+        );
+
+        let claim = snapshot_claim(&v, 3, Some("gp3"), "20Gi", &[]);
+        assert_eq!(claim.metadata.name, snap.metadata.name);
+        assert_eq!(claim.metadata.labels.as_ref(), Some(&labels));
+        let spec = claim.spec.clone().expect("spec");
+        let ds = spec.data_source.clone().expect("dataSource");
+        assert_eq!(
+            (ds.api_group.as_deref(), ds.kind.as_str(), ds.name.as_str()),
+            (
+                Some("snapshot.storage.k8s.io"),
+                "VolumeSnapshot",
+                "dossier-data-db-0-snap-3"
+            )
+        );
+        assert_eq!(spec.storage_class_name.as_deref(), Some("gp3"));
+        assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_string()]));
+        let req = spec.resources.and_then(|r| r.requests).unwrap_or_default();
+        assert_eq!(req.get("storage").map(|q| q.0.as_str()), Some("20Gi"));
+
+        let p = sender_pod(
+            &v,
+            "img",
+            "a:1",
+            3,
+            false,
+            1,
+            "dossier-data-db-0-snap-3",
+            None,
+        );
+        let spec = p.spec.expect("spec");
+        let c = spec.volumes.unwrap_or_default()[0]
+            .persistent_volume_claim
+            .clone()
+            .expect("claim");
+        assert_eq!(c.claim_name, "dossier-data-db-0-snap-3");
+        assert_eq!(c.read_only, Some(true));
+        assert!(spec.affinity.is_none(), "a restored claim is not pinned");
+    }
+
+    #[test]
+    fn a_restored_claim_requests_at_least_the_snapshot_and_the_source_claim() {
+        assert_eq!(
+            restore_request(Some("10Gi"), Some("8Gi")).as_deref(),
+            Some("10Gi")
+        );
+        assert_eq!(
+            restore_request(Some("1Gi"), Some("2000Mi")).as_deref(),
+            Some("2000Mi")
+        );
+        assert_eq!(restore_request(None, Some("5Gi")).as_deref(), Some("5Gi"));
+        assert_eq!(
+            restore_request(Some("junk"), Some("5Gi")).as_deref(),
+            Some("5Gi")
+        );
+        assert_eq!(restore_request(None, None), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The simulated cluster's behaviour: the controllers of kube-controller-manager (deployments,
 //! replica sets, stateful sets, daemon sets, jobs, cron jobs, endpoints, the volume provisioner
-//! and binder), the scheduler, the cloud load balancer, the kubelet and kube-proxy.
+//! and binder), the CSI snapshot controller, the scheduler, the cloud load balancer, the kubelet and kube-proxy.
 //!
 //! Each runs as a task holding only a `Weak<Cluster>`: a loop that wakes on the store's watch
 //! events of the resources it follows (or on a periodic resync), then makes one level-triggered
@@ -21,6 +21,7 @@ pub mod objects;
 pub mod proxy;
 pub mod replicaset;
 pub mod scheduler;
+pub mod snapshots;
 pub mod statefulset;
 pub mod volumes;
 
@@ -56,6 +57,11 @@ pub struct Host {
 impl Host {
     pub fn volumes_dir(&self) -> PathBuf {
         self.dir.join("volumes")
+    }
+
+    /// Where the CSI snapshots of the cluster's volumes are kept, one directory per handle.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.dir.join("snapshots")
     }
 
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
@@ -121,8 +127,24 @@ pub fn start(cluster: &Arc<Cluster>, host: &Arc<Host>) -> Vec<JoinHandle<()>> {
     let h = host.clone();
     spawn(
         "volumes",
-        &["persistentvolumeclaims", "persistentvolumes", "pods"],
+        &[
+            "persistentvolumeclaims",
+            "persistentvolumes",
+            "pods",
+            "volumesnapshots.snapshot.storage.k8s.io",
+        ],
         Box::new(move |c: &Arc<Cluster>| volumes::pass(c, &h)),
+    );
+    let h = host.clone();
+    spawn(
+        "snapshots",
+        &[
+            "volumesnapshots.snapshot.storage.k8s.io",
+            "volumesnapshotclasses.snapshot.storage.k8s.io",
+            "persistentvolumeclaims",
+            "persistentvolumes",
+        ],
+        Box::new(move |c: &Arc<Cluster>| snapshots::pass(c, &h)),
     );
     let h = host.clone();
     spawn(

@@ -142,6 +142,46 @@ pub fn warn(controller: &str, obj: &Value, e: &ApiError) {
     }
 }
 
+/// Records a core/v1 Event about `regarding`, as `component` does: one per distinct reason and
+/// message (a repeat is not recorded again). True when an Event was written.
+pub fn event(
+    c: &Cluster,
+    component: &str,
+    regarding: &Value,
+    type_: &str,
+    reason: &str,
+    message: &str,
+) -> bool {
+    use sha2::{Digest, Sha256};
+    let id = hex::encode(
+        &Sha256::digest(format!("{}\0{reason}\0{message}", meta::uid(regarding)).as_bytes())[..8],
+    );
+    let ns = meta::namespace(regarding);
+    let name = format!("{}.{id}", meta::name(regarding));
+    if get(c, "", "events", ns, &name).is_some() {
+        return false;
+    }
+    let now = meta::now();
+    let ev = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": ns},
+        "involvedObject": {"apiVersion": regarding.get("apiVersion").cloned().unwrap_or(json!("v1")),
+                           "kind": regarding.get("kind").cloned().unwrap_or_default(),
+                           "namespace": ns, "name": meta::name(regarding), "uid": meta::uid(regarding),
+                           "resourceVersion": str_at(regarding, "/metadata/resourceVersion")},
+        "reason": reason, "message": message, "type": type_,
+        "source": {"component": component}, "reportingComponent": component, "reportingInstance": "",
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    });
+    match create(c, component, "", "events", ns, ev) {
+        Ok(_) => true,
+        Err(e) => {
+            warn(component, regarding, &e);
+            false
+        }
+    }
+}
+
 /// An ownerReference with controller=true, as controllers set on what they create.
 pub fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
     json!({"apiVersion": api_version, "kind": kind, "name": meta::name(owner), "uid": meta::uid(owner),

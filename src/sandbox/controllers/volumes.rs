@@ -2,8 +2,10 @@
 //! a storage class (its own or the default one) gets a PersistentVolume `pvc-<claim uid>` backed
 //! by a real directory `<data_dir>/<cluster>/volumes/<pv>/`, sized and moded like the claim, with
 //! the zone node affinity of the consumer's node (WaitForFirstConsumer) or of the first node;
-//! both are then marked Bound as the real controller writes them. A released volume is deleted
-//! with its directory (reclaimPolicy Delete) or left Released (Retain).
+//! both are then marked Bound as the real controller writes them. A claim whose `dataSource` is a
+//! VolumeSnapshot waits until the snapshot is ready (Pending, with a `ProvisioningFailed` Event
+//! saying why) and starts as a copy of it. A released volume is deleted with its directory
+//! (reclaimPolicy Delete) or left Released (Retain).
 
 use std::sync::Arc;
 
@@ -103,8 +105,34 @@ fn claim(c: &Cluster, host: &Host, pvc: &Arc<Value>) -> bool {
     if let Some(pv) = o::get(c, "", "persistentvolumes", "", &pv_name) {
         return bind(c, pvc, &pv);
     }
+    // A claim restored from a VolumeSnapshot waits for it, then starts as a copy of it.
+    let restore = match super::snapshots::restore_source(c, host, pvc) {
+        Ok(r) => r,
+        Err(why) => {
+            let message = format!(
+                "failed to provision volume with StorageClass {:?}: error getting handle for DataSource Type VolumeSnapshot by Name {}: {why}",
+                meta::name(&sc),
+                super::snapshots::data_source(pvc).unwrap_or_default()
+            );
+            let evented = o::event(
+                c,
+                "csi-provisioner",
+                pvc,
+                "Warning",
+                "ProvisioningFailed",
+                &message,
+            );
+            return set_pending(c, pvc) || evented;
+        }
+    };
     let dir = host.volume_dir(&pv_name);
-    if let Err(e) = std::fs::create_dir_all(&dir) {
+    let made = match &restore {
+        // Into a new directory at once: `dir` is absent or a complete copy.
+        Some(from) if !dir.is_dir() => super::snapshots::copy_tree_into(from, &dir),
+        Some(_) => Ok(()),
+        None => std::fs::create_dir_all(&dir),
+    };
+    if let Err(e) = made {
         tracing::warn!(pv = pv_name, error = %e, "cannot create the volume's directory");
         return false;
     }
@@ -238,7 +266,7 @@ fn reclaim(c: &Cluster, host: &Host, pv: &Arc<Value>, claims: &[Arc<Value>]) -> 
             .map(std::path::PathBuf::from);
         // Only directories the sandbox made are removed.
         if let Some(dir) = dir.filter(|d| d.starts_with(host.volumes_dir()))
-            && let Err(e) = std::fs::remove_dir_all(&dir)
+            && let Err(e) = super::snapshots::remove_tree(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(pv = meta::name(pv), error = %e, "cannot remove the volume's directory");
@@ -264,6 +292,11 @@ pub fn claim_dir(c: &Cluster, ns: &str, claim: &str) -> Option<std::path::PathBu
         "",
         o::str_at(&pvc, "/spec/volumeName"),
     )?;
+    pv_dir(&pv)
+}
+
+/// The directory behind a PersistentVolume (the sandbox's CSI attribute, or a hostPath/local path).
+pub fn pv_dir(pv: &Value) -> Option<std::path::PathBuf> {
     let path = pv
         .pointer(&format!(
             "/spec/csi/volumeAttributes/{}",
