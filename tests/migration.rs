@@ -3,7 +3,7 @@
 
 mod support;
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use kube::ResourceExt;
@@ -12,6 +12,19 @@ use serde_json::json;
 use sovereign::api::VolumeTransfer;
 use sovereign::sandbox::demo;
 use support::{condition, eventually, phase, tree};
+
+/// The hold the operator puts on a DaemonSet's node selector, if any.
+fn held(d: &DaemonSet) -> Option<String> {
+    d.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .node_selector
+        .as_ref()?
+        .get("sovereign.dev/held")
+        .cloned()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_realistic_namespace_moves_with_its_data() {
@@ -104,6 +117,34 @@ async fn a_realistic_namespace_moves_with_its_data() {
             .spec
             .and_then(|s| s.suspend),
         Some(true)
+    );
+    // The node agent is held in the source (no node matches the selector), and runs in the target.
+    let src_ds: Api<DaemonSet> = Api::namespaced(sb.src.clone(), "sante");
+    let agent = src_ds.get("dossier-log-agent").await.expect("src ds");
+    assert_eq!(
+        held(&agent),
+        Some("true".to_string()),
+        "the source DaemonSet is held"
+    );
+    assert_eq!(
+        agent.status.as_ref().map(|s| s.current_number_scheduled),
+        Some(0),
+        "no agent pod left in the source"
+    );
+    assert!(
+        s.quiesced.iter().any(|q| q.kind == "DaemonSet"
+            && q.name == "dossier-log-agent"
+            && q.suspended == Some(false)),
+        "{:?}",
+        s.quiesced
+    );
+    let dst_ds: Api<DaemonSet> = Api::namespaced(sb.dst.clone(), "sante");
+    let agent = dst_ds.get("dossier-log-agent").await.expect("target ds");
+    assert_eq!(held(&agent), None, "the target DaemonSet was released");
+    let st = agent.status.clone().expect("ds status");
+    assert!(
+        st.desired_number_scheduled > 0 && st.number_ready == st.desired_number_scheduled,
+        "{st:?}"
     );
     let recorded: Vec<(String, Option<i32>)> = s
         .quiesced

@@ -47,8 +47,8 @@ fn the_sandbox_migration_completes_and_shows_what_moved() {
         );
     }
     assert!(out.contains("The migration completed in"), "{out}");
-    assert!(out.contains("16 objects, 2 volumes"), "{out}");
-    assert!(out.contains("16 of 16 applied in the target"), "{out}");
+    assert!(out.contains("17 objects, 2 volumes"), "{out}");
+    assert!(out.contains("17 of 17 applied in the target"), "{out}");
     assert!(
         out.contains("rewrite-images") && out.contains("drop-cloud-identity"),
         "{out}"
@@ -80,7 +80,7 @@ fn the_sandbox_migration_completes_and_shows_what_moved() {
         "{out}"
     );
     assert!(
-        out.contains("kubectl --context source get deploy,sts,cronjob -n sante")
+        out.contains("kubectl --context source get deploy,sts,ds,cronjob -n sante")
             && out.contains("kubectl get sw,vt -A")
             && out.contains("kubectl describe sw -n migrations dossier-sante")
             && out.contains("kubectl get events -n migrations"),

@@ -647,8 +647,12 @@ pub mod keys {
     pub const SOURCE_HASH: &str = "sovereign.dev/source-hash";
     /// The replica count a workload created at zero gets back at cutover.
     pub const REPLICAS: &str = "sovereign.dev/replicas";
-    /// Whether a CronJob created suspended was suspended in the source.
+    /// Whether a CronJob created suspended was suspended in the source (on a DaemonSet: whether
+    /// it was held in the source).
     pub const SUSPENDED: &str = "sovereign.dev/suspended";
+    /// A DaemonSet has no replica count: it is stopped by this node-selector key, which no node
+    /// carries, and started again by removing it.
+    pub const HELD: &str = "sovereign.dev/held";
     /// On a VolumeTransfer: the workload asks for the final pass (the source is quiesced, or in
     /// `Copy` mode the pre-copy passes are done).
     pub const FINAL_PASS: &str = "sovereign.dev/final-pass";

@@ -488,6 +488,12 @@ fn start_at_zero(v: &mut Value, _: &Context<'_>, _: &mut Vec<Finding>) {
             v["metadata"]["annotations"][keys::SUSPENDED] = json!(suspended.to_string());
             v["spec"]["suspend"] = json!(true);
         }
+        "DaemonSet" => {
+            let held =
+                v["spec"]["template"]["spec"]["nodeSelector"][keys::HELD].as_str() == Some("true");
+            v["metadata"]["annotations"][keys::SUSPENDED] = json!(held.to_string());
+            v["spec"]["template"]["spec"]["nodeSelector"][keys::HELD] = json!("true");
+        }
         _ => {}
     }
 }

@@ -183,10 +183,10 @@ async fn serve(args: &SandboxArgs, board: &mut Board) -> Result<(), SandboxCliEr
         }
         let ns = demo::WORKLOAD_NAMESPACE;
         println!(
-            "  kubectl --context source get deploy,sts,cronjob -n sante   # the source, at zero"
+            "  kubectl --context source get deploy,sts,ds,cronjob -n sante   # the source, stopped"
         );
         println!(
-            "  kubectl get deploy,sts,cronjob,pvc -n sante                # the target, serving"
+            "  kubectl get deploy,sts,ds,cronjob,pvc -n sante             # the target, serving"
         );
         println!("  kubectl get sw,vt -A");
         println!("  kubectl describe sw -n {ns} {}", demo::WORKLOAD);

@@ -68,6 +68,13 @@ pub fn seed_application(source: &SimCluster) -> Result<(), SandboxError> {
                                             "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
                                             "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}]}]}},
                         "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "20Gi"}}}}]}}),
+        // A node agent shipping the application's logs: stopped with the source at cutover (a
+        // DaemonSet has no replica count; it is held by a node selector no node matches).
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "dossier-log-agent", "namespace": "sante", "labels": labels},
+               "spec": {"selector": {"matchLabels": {"app": "dossier-log-agent"}},
+                        "template": {"metadata": {"labels": {"app": "dossier-log-agent"}}, "spec": {
+                            "containers": [{"name": "fluent-bit", "image": format!("{ecr}/mirror/fluent-bit:3.1"),
+                                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}}]}}}}),
         json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "dossier-purge", "namespace": "sante", "labels": labels},
                "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure",
                         "containers": [{"name": "purge", "image": format!("{ecr}/dossier/purge:1.0")}]}}}}}}),

@@ -1,8 +1,9 @@
 //! The scalable objects of a migration on either side: reading their replica counts and readiness,
-//! scaling them, suspending CronJobs. Every write is a no-op when the object already is as wanted,
-//! so a step repeated after a crash changes nothing.
+//! scaling them, suspending CronJobs, holding DaemonSets (a node selector no node matches, the
+//! way a DaemonSet is stopped without deleting it). Every write is a no-op when the object already
+//! is as wanted, so a step repeated after a crash changes nothing.
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -14,6 +15,8 @@ use crate::api::workload::{QuiescedObject, keys};
 use super::MigrationError;
 
 const SCALABLE: [&str; 2] = ["Deployment", "StatefulSet"];
+/// Kinds whose pods must be gone before the source counts as quiesced.
+const RUN_PODS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
 
 /// A workload object as the migration sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,8 +25,10 @@ pub struct Workload {
     pub name: String,
     /// `spec.replicas` (Deployments, StatefulSets).
     pub replicas: Option<i32>,
-    /// `spec.suspend` (CronJobs).
+    /// `spec.suspend` (CronJobs); held by the node selector `keys::HELD` (DaemonSets).
     pub suspended: Option<bool>,
+    /// DaemonSets: the nodes that should run a pod (`status.desiredNumberScheduled`).
+    pub desired: i32,
     /// Pods that exist (`status.replicas`); zero once a scale-down finished.
     pub running: i32,
     pub ready: i32,
@@ -88,6 +93,7 @@ pub async fn list(
             name: d.name_any(),
             replicas: Some(spec.replicas.unwrap_or(1)),
             suspended: None,
+            desired: 0,
             running: st.replicas.unwrap_or(0),
             ready: st.ready_replicas.unwrap_or(0),
             observed: st.observed_generation.is_some()
@@ -110,12 +116,43 @@ pub async fn list(
             name: s.name_any(),
             replicas: Some(spec.replicas.unwrap_or(1)),
             suspended: None,
+            desired: 0,
             running: st.replicas,
             ready: st.ready_replicas.unwrap_or(0),
             observed: st.observed_generation.is_some()
                 && st.observed_generation >= s.metadata.generation,
             wanted_replicas: annotation_i32(&s, keys::REPLICAS),
             wanted_suspended: None,
+            selector: selector_of(spec.selector.match_labels.as_ref()),
+        });
+    }
+    let daemons: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+    for d in daemons
+        .list(&lp)
+        .await
+        .map_err(|e| read_err("DaemonSets", cluster, ns, e))?
+    {
+        let st = d.status.clone().unwrap_or_default();
+        let spec = d.spec.clone().unwrap_or_default();
+        let held = spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|p| p.node_selector.as_ref())
+            .and_then(|n| n.get(keys::HELD))
+            .is_some_and(|v| v == "true");
+        out.push(Workload {
+            kind: "DaemonSet".into(),
+            name: d.name_any(),
+            replicas: None,
+            suspended: Some(held),
+            desired: st.desired_number_scheduled,
+            running: st.current_number_scheduled,
+            ready: st.number_ready,
+            observed: st.observed_generation.is_some()
+                && st.observed_generation >= d.metadata.generation,
+            wanted_replicas: None,
+            wanted_suspended: annotation_bool(&d, keys::SUSPENDED),
             selector: selector_of(spec.selector.match_labels.as_ref()),
         });
     }
@@ -131,6 +168,7 @@ pub async fn list(
             name: c.name_any(),
             replicas: None,
             suspended: Some(spec.suspend.unwrap_or(false)),
+            desired: 0,
             running: c
                 .status
                 .as_ref()
@@ -190,18 +228,36 @@ async fn set_suspend(
     client: &Client,
     cluster: &str,
     ns: &str,
+    kind: &str,
     name: &str,
     suspend: bool,
 ) -> Result<(), MigrationError> {
-    Api::<CronJob>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"suspend": suspend}})),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| read_err("a CronJob suspension", cluster, ns, e))
+    let pp = PatchParams::default();
+    match kind {
+        "CronJob" => Api::<CronJob>::namespaced(client.clone(), ns)
+            .patch(
+                name,
+                &pp,
+                &Patch::Merge(json!({"spec": {"suspend": suspend}})),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| read_err("a CronJob suspension", cluster, ns, e)),
+        "DaemonSet" => {
+            // A merge patch with null removes the key: the DaemonSet runs where it did before.
+            let value = if suspend { json!("true") } else { json!(null) };
+            Api::<DaemonSet>::namespaced(client.clone(), ns)
+                .patch(
+                    name,
+                    &pp,
+                    &Patch::Merge(json!({"spec": {"template": {"spec": {"nodeSelector": {keys::HELD: value}}}}})),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| read_err("a DaemonSet hold", cluster, ns, e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Brings each object to the wanted replica count / suspension; returns how many writes it made.
@@ -229,10 +285,10 @@ pub async fn converge(
             writes += 1;
         }
         if let Some(s) = w.suspended
-            && w.kind == "CronJob"
+            && (w.kind == "CronJob" || w.kind == "DaemonSet")
             && now.suspended != Some(s)
         {
-            set_suspend(client, cluster, ns, &w.name, s).await?;
+            set_suspend(client, cluster, ns, &w.kind, &w.name, s).await?;
             writes += 1;
         }
     }
@@ -267,11 +323,11 @@ pub fn started(target: &[Workload]) -> Vec<QuiescedObject> {
         .collect()
 }
 
-/// Whether every scalable object named in `record` has no pod left. Pure.
+/// Whether every object named in `record` that runs pods has none left. Pure.
 pub fn drained(current: &[Workload], record: &[QuiescedObject]) -> Vec<String> {
     record
         .iter()
-        .filter(|q| SCALABLE.contains(&q.kind.as_str()))
+        .filter(|q| RUN_PODS.contains(&q.kind.as_str()))
         .filter_map(|q| {
             let c = current
                 .iter()
@@ -286,8 +342,16 @@ pub fn drained(current: &[Workload], record: &[QuiescedObject]) -> Vec<String> {
 pub fn unhealthy(target: &[Workload]) -> Vec<&Workload> {
     target
         .iter()
-        .filter(|t| SCALABLE.contains(&t.kind.as_str()))
+        .filter(|t| RUN_PODS.contains(&t.kind.as_str()))
         .filter(|t| {
+            if t.kind == "DaemonSet" {
+                // Released (unless it was held in the source too) and a ready pod on every node
+                // it should run on.
+                let held = t.wanted_suspended.unwrap_or(false);
+                return !(t.observed
+                    && t.suspended == Some(held)
+                    && (held || t.ready >= t.desired));
+            }
             let want = t.wanted_replicas.unwrap_or(t.replicas.unwrap_or(0));
             !(t.observed && t.replicas == Some(want) && t.ready >= want)
         })
@@ -345,6 +409,7 @@ mod tests {
             name: name.into(),
             replicas,
             suspended: (kind == "CronJob").then_some(false),
+            desired: 0,
             running,
             ready,
             observed: true,
@@ -393,6 +458,36 @@ mod tests {
         stale.observed = false;
         assert_eq!(drained(&[stale], &record).len(), 1);
         assert!(drained(&[w("Deployment", "web", Some(0), 0, 0)], &record).is_empty());
+    }
+
+    #[test]
+    fn a_daemonset_is_held_and_released_through_its_suspension() {
+        let mut src = w("DaemonSet", "agent", None, 3, 3);
+        src.suspended = Some(false);
+        src.desired = 3;
+        let mut dst = src.clone();
+        dst.suspended = Some(true);
+        dst.wanted_suspended = Some(false);
+        dst.running = 0;
+        dst.ready = 0;
+        let r = record(std::slice::from_ref(&src), std::slice::from_ref(&dst));
+        assert_eq!(r[0].suspended, Some(false));
+        assert_eq!(stopped(&r)[0].suspended, Some(true));
+        // Its pods must be gone before the source counts as quiesced.
+        assert_eq!(drained(std::slice::from_ref(&src), &stopped(&r)).len(), 1);
+        src.running = 0;
+        assert!(drained(&[src], &stopped(&r)).is_empty());
+        // Still held in the target: not healthy; released with every pod ready: healthy.
+        assert_eq!(
+            started(std::slice::from_ref(&dst))[0].suspended,
+            Some(false)
+        );
+        assert_eq!(unhealthy(std::slice::from_ref(&dst)).len(), 1);
+        dst.suspended = Some(false);
+        dst.ready = 2;
+        assert_eq!(unhealthy(std::slice::from_ref(&dst)).len(), 1);
+        dst.ready = 3;
+        assert!(unhealthy(&[dst]).is_empty());
     }
 
     #[test]
