@@ -228,8 +228,23 @@ enum Ordered {
 enum Digested {
     /// From the stat cache: the file was not read.
     Cached(FileDigest),
-    Hashing(Receiver<Result<Hashed>>),
+    /// Being hashed with the other files of its group: result `index` of what `Group` answers.
+    Hashing(Group, usize),
 }
+
+/// One hand-off per group of small files, not per file: a wake-up per file across the walker,
+/// the hashers and the assembler cost more than hashing a small file.
+#[derive(Clone)]
+struct Group {
+    id: u64,
+    reply: Receiver<Vec<Result<Hashed>>>,
+}
+
+/// Small files are hashed in groups of at most this many files …
+const GROUP_FILES: usize = 64;
+/// … or this many bytes; a file larger than [`HOLD_MAX`] is a group of its own, so the workers
+/// share large files.
+const GROUP_BYTES: u64 = 1 << 20;
 
 /// A hashed file, with its bytes when they were kept.
 struct Hashed {
@@ -283,10 +298,48 @@ fn create_cache(path: &Path) -> Result<IndexWriter> {
 }
 
 struct HashJob {
-    path: PathBuf,
-    /// Size at `lstat` (a hint: what is read is what counts).
-    size: u64,
-    reply: Sender<Result<Hashed>>,
+    /// Each file with its size at `lstat` (a hint: what is read is what counts).
+    files: Vec<(PathBuf, u64)>,
+    reply: Sender<Vec<Result<Hashed>>>,
+}
+
+/// The walker's group in the making: files in walk order, sent as one job.
+#[derive(Default)]
+struct Pending {
+    files: Vec<(Entry, Box<Metadata>, PathBuf)>,
+    bytes: u64,
+    next_id: u64,
+}
+
+impl Pending {
+    /// Sends the group's job, then its entries in order; false when the pass stopped.
+    fn flush(&mut self, hash_jobs: &Sender<HashJob>, ordered: &Sender<Ordered>) -> bool {
+        if self.files.is_empty() {
+            return true;
+        }
+        let (tx, rx) = async_channel::bounded(1);
+        let files = std::mem::take(&mut self.files);
+        self.bytes = 0;
+        let job = HashJob {
+            files: files.iter().map(|(_, m, p)| (p.clone(), m.len())).collect(),
+            reply: tx,
+        };
+        if hash_jobs.send_blocking(job).is_err() {
+            return false;
+        }
+        let group = Group {
+            id: self.next_id,
+            reply: rx,
+        };
+        self.next_id += 1;
+        for (i, (entry, meta, _)) in files.into_iter().enumerate() {
+            let item = Ordered::File(entry, meta, Digested::Hashing(group.clone(), i));
+            if ordered.send_blocking(item).is_err() {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 fn walker_thread(
@@ -298,6 +351,7 @@ fn walker_thread(
 ) -> Result<()> {
     let mut walker = Walker::new(&root);
     let mut links = HardlinkTracker::default();
+    let mut group = Pending::default();
     while let Some(w) = walker.next_entry()? {
         if shared.cancelled() {
             return Ok(());
@@ -331,33 +385,46 @@ fn walker_thread(
                     Ordered::File(entry, Box::new(w.meta), Digested::Cached(digest))
                 }
                 None => {
-                    let (reply, rx) = async_channel::bounded(1);
                     let path = abs(&root, &entry.path);
                     let size = w.meta.len();
-                    if hash_jobs
-                        .send_blocking(HashJob { path, size, reply })
-                        .is_err()
+                    if size > HOLD_MAX && !group.flush(&hash_jobs, &ordered) {
+                        return Ok(());
+                    }
+                    group.bytes += size;
+                    group.files.push((entry, Box::new(w.meta), path));
+                    if (size > HOLD_MAX
+                        || group.files.len() >= GROUP_FILES
+                        || group.bytes >= GROUP_BYTES)
+                        && !group.flush(&hash_jobs, &ordered)
                     {
                         return Ok(());
                     }
-                    Ordered::File(entry, Box::new(w.meta), Digested::Hashing(rx))
+                    continue;
                 }
             },
             Kind::Dir => Ordered::Ready(entry),
         };
-        if ordered.send_blocking(item).is_err() {
+        // Entries go out in walk order: the files grouped so far first.
+        if !group.flush(&hash_jobs, &ordered) || ordered.send_blocking(item).is_err() {
             return Ok(());
         }
     }
+    group.flush(&hash_jobs, &ordered);
     Ok(())
 }
 
 fn hash_worker(jobs: Receiver<HashJob>, budget: Arc<AtomicU64>) {
     let mut buf = Vec::new();
     while let Ok(job) = jobs.recv_blocking() {
-        let result =
-            hash_file(&job, &mut buf, &budget).ctx(|| format!("reading {}", job.path.display()));
-        let _ = job.reply.send_blocking(result);
+        let results = job
+            .files
+            .iter()
+            .map(|(path, size)| {
+                hash_file(path, *size, &mut buf, &budget)
+                    .ctx(|| format!("reading {}", path.display()))
+            })
+            .collect();
+        let _ = job.reply.send_blocking(results);
     }
 }
 
@@ -365,22 +432,27 @@ fn hash_worker(jobs: Receiver<HashJob>, budget: Arc<AtomicU64>) {
 /// it needs no second read: the bytes sent are exactly the bytes hashed, even if the file
 /// changes meanwhile. Larger files stream through `buf` and are read again when sent (the
 /// receiver then rejects chunks that no longer match their hash).
-fn hash_file(job: &HashJob, buf: &mut Vec<u8>, budget: &Arc<AtomicU64>) -> std::io::Result<Hashed> {
-    let mut f = File::open(&job.path)?;
-    if job.size > HOLD_MAX {
+fn hash_file(
+    path: &Path,
+    size: u64,
+    buf: &mut Vec<u8>,
+    budget: &Arc<AtomicU64>,
+) -> std::io::Result<Hashed> {
+    let mut f = File::open(path)?;
+    if size > HOLD_MAX {
         return Ok(Hashed {
             digest: digest(f, buf)?,
             held: None,
         });
     }
     // One byte more than expected shows a file that grew since `lstat`.
-    let mut data = Vec::with_capacity(job.size as usize + 1);
+    let mut data = Vec::with_capacity(size as usize + 1);
     (&mut f).take(HOLD_MAX + 1).read_to_end(&mut data)?;
     if data.len() as u64 > HOLD_MAX {
         // It grew past the limit: hash it the streaming way, from the start.
         drop(data);
         return Ok(Hashed {
-            digest: digest(File::open(&job.path)?, buf)?,
+            digest: digest(File::open(path)?, buf)?,
             held: None,
         });
     }
@@ -414,16 +486,29 @@ fn assembler_thread(
     let mut root_hasher = RootHasher::new(owner);
     let mut id = 0u64;
     let mut pending: Vec<u8> = Vec::new();
+    // The results of the group being assembled (its members arrive one after the other).
+    let mut group: Option<(u64, Vec<Option<Result<Hashed>>>)> = None;
     while let Ok(item) = ordered.recv_blocking() {
         let (mut entry, digest) = match item {
             Ordered::Ready(e) => (e, None),
             Ordered::File(e, meta, digested) => {
                 let (d, h) = match digested {
                     Digested::Cached(d) => (d, None),
-                    Digested::Hashing(rx) => {
-                        let hashed = rx
-                            .recv_blocking()
-                            .map_err(|_| MoverError::Cancelled("hashing stopped".into()))??;
+                    Digested::Hashing(g, index) => {
+                        if group.as_ref().is_none_or(|(id, _)| *id != g.id) {
+                            let results = g
+                                .reply
+                                .recv_blocking()
+                                .map_err(|_| MoverError::Cancelled("hashing stopped".into()))?;
+                            group = Some((g.id, results.into_iter().map(Some).collect()));
+                        }
+                        let hashed = group
+                            .as_mut()
+                            .and_then(|(_, r)| r.get_mut(index))
+                            .and_then(Option::take)
+                            .ok_or_else(|| {
+                                MoverError::Cancelled("a hashed file went missing".into())
+                            })??;
                         (hashed.digest, hashed.held)
                     }
                 };
@@ -584,8 +669,11 @@ fn compress_if_it_pays(
     (out.len() * 100 < data.len() * 95).then_some(out)
 }
 
+/// `Need` answers handed to a send worker at once, at most (the other worker takes the next).
+const NEED_BATCH: usize = 16;
+
 fn send_worker(
-    jobs: Receiver<NeedJob>,
+    jobs: Receiver<Vec<NeedJob>>,
     out: Sender<Vec<u8>>,
     shared: Arc<Shared>,
     level: i32,
@@ -601,8 +689,8 @@ fn send_worker(
     loop {
         // Small chunks of many files travel together, but never sleep on a held batch: the
         // receiver may be waiting for exactly that data.
-        let job = match jobs.try_recv() {
-            Ok(job) => job,
+        let group = match jobs.try_recv() {
+            Ok(group) => group,
             Err(async_channel::TryRecvError::Empty) => {
                 if !batch.is_empty()
                     && out
@@ -612,76 +700,83 @@ fn send_worker(
                     return Ok(());
                 }
                 match jobs.recv_blocking() {
-                    Ok(job) => job,
+                    Ok(group) => group,
                     Err(_) => break,
                 }
             }
             Err(async_channel::TryRecvError::Closed) => break,
         };
-        let f = &job.file;
-        let file = match &f.held {
-            Some(_) => None,
-            None => Some(File::open(&f.path).ctx(|| format!("opening {}", f.path.display()))?),
-        };
-        for &(start, count) in &job.ranges {
-            for index in start..start + count {
-                if shared.cancelled() {
-                    return Ok(());
-                }
-                let i = index as usize;
-                let (Some(c), Some(&off)) = (f.chunks.get(i), f.offsets.get(i)) else {
-                    return Err(MoverError::Protocol(format!(
-                        "the receiver asked for chunk {index} of {}, which has {} chunks",
-                        f.path.display(),
-                        f.chunks.len()
-                    )));
-                };
-                let data: &[u8] = match (&f.held, &file) {
-                    (Some(h), _) => h
-                        .data
-                        .get(off as usize..off as usize + c.len as usize)
-                        .ok_or_else(|| {
-                            MoverError::Protocol(format!(
-                                "chunk {index} of {} lies outside the bytes read",
-                                f.path.display()
-                            ))
-                        })?,
-                    (None, Some(file)) => {
-                        raw.resize(c.len as usize, 0);
-                        file.read_exact_at(&mut raw, off).ctx(|| {
-                            format!(
-                                "reading {} (did it shrink during the pass?)",
-                                f.path.display()
-                            )
-                        })?;
-                        &raw
+        for job in group {
+            let f = &job.file;
+            let file = match &f.held {
+                Some(_) => None,
+                None => Some(File::open(&f.path).ctx(|| format!("opening {}", f.path.display()))?),
+            };
+            for &(start, count) in &job.ranges {
+                for index in start..start + count {
+                    if shared.cancelled() {
+                        return Ok(());
                     }
-                    (None, None) => return Err(cancelled_send()),
-                };
-                let link_is_the_limit = compress_below
-                    .is_none_or(|limit| shared.stats.drain_rate.load(Ordering::Relaxed) < limit);
-                let compressed = if link_is_the_limit {
-                    compress_if_it_pays(&mut compressor, data)
-                } else {
-                    None
-                };
-                let header = DataHeader {
-                    id: job.id,
-                    index,
-                    compressed: compressed.is_some(),
-                };
-                protocol::append_data(&mut batch, &header, compressed.as_deref().unwrap_or(data))?;
-                shared.stats.chunks_sent.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .stats
-                    .chunk_bytes_sent
-                    .fetch_add(u64::from(c.len), Ordering::Relaxed);
-                if batch.len() >= BATCH
-                    && out
-                        .send_blocking(std::mem::replace(&mut batch, shared.batch()))
-                        .is_err()
-                {
-                    return Ok(());
+                    let i = index as usize;
+                    let (Some(c), Some(&off)) = (f.chunks.get(i), f.offsets.get(i)) else {
+                        return Err(MoverError::Protocol(format!(
+                            "the receiver asked for chunk {index} of {}, which has {} chunks",
+                            f.path.display(),
+                            f.chunks.len()
+                        )));
+                    };
+                    let data: &[u8] = match (&f.held, &file) {
+                        (Some(h), _) => h
+                            .data
+                            .get(off as usize..off as usize + c.len as usize)
+                            .ok_or_else(|| {
+                                MoverError::Protocol(format!(
+                                    "chunk {index} of {} lies outside the bytes read",
+                                    f.path.display()
+                                ))
+                            })?,
+                        (None, Some(file)) => {
+                            raw.resize(c.len as usize, 0);
+                            file.read_exact_at(&mut raw, off).ctx(|| {
+                                format!(
+                                    "reading {} (did it shrink during the pass?)",
+                                    f.path.display()
+                                )
+                            })?;
+                            &raw
+                        }
+                        (None, None) => return Err(cancelled_send()),
+                    };
+                    let link_is_the_limit = compress_below.is_none_or(|limit| {
+                        shared.stats.drain_rate.load(Ordering::Relaxed) < limit
+                    });
+                    let compressed = if link_is_the_limit {
+                        compress_if_it_pays(&mut compressor, data)
+                    } else {
+                        None
+                    };
+                    let header = DataHeader {
+                        id: job.id,
+                        index,
+                        compressed: compressed.is_some(),
+                    };
+                    protocol::append_data(
+                        &mut batch,
+                        &header,
+                        compressed.as_deref().unwrap_or(data),
+                    )?;
+                    shared.stats.chunks_sent.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .chunk_bytes_sent
+                        .fetch_add(u64::from(c.len), Ordering::Relaxed);
+                    if batch.len() >= BATCH
+                        && out
+                            .send_blocking(std::mem::replace(&mut batch, shared.batch()))
+                            .is_err()
+                    {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -801,7 +896,7 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
     let (out_tx, out_rx) = async_channel::bounded::<Vec<u8>>(16);
     let (hash_tx, hash_rx) = async_channel::bounded::<HashJob>(opts.threads * 2);
     let (ord_tx, ord_rx) = async_channel::bounded::<Ordered>(256);
-    let (need_tx, need_rx) = async_channel::unbounded::<NeedJob>();
+    let (need_tx, need_rx) = async_channel::unbounded::<Vec<NeedJob>>();
 
     let writer_stats = shared.clone();
     let rate_limit = opts.rate_limit.filter(|r| *r > 0);
@@ -906,17 +1001,61 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
     // Frames are read in their own task: `read_message` is not cancel-safe, and the loop
     // below also wakes up for the progress timer.
     let (msg_tx, mut msg_rx) = tokio::sync::mpsc::channel::<Result<Message>>(64);
-    let reader_stats = shared.clone();
+    let reader_shared = shared.clone();
+    let reader_need = need_tx.clone();
     let reader = tokio::spawn(async move {
+        let need_tx = reader_need;
+        let mut rd = tokio::io::BufReader::with_capacity(64 << 10, rd);
+        // The receiver's answers (`Need`, one per file) go to the send workers from here, in
+        // batches of what arrived together: a hop per file through the main loop and a
+        // wake-up per file of a send worker cost more than sending a small file.
+        let mut jobs: Vec<NeedJob> = Vec::new();
         loop {
+            let more = protocol::complete_frame_buffered(rd.buffer());
+            if !jobs.is_empty()
+                && (!more || jobs.len() >= NEED_BATCH)
+                && need_tx.send(std::mem::take(&mut jobs)).await.is_err()
+            {
+                return;
+            }
             let m = read_message(&mut rd, "transferring").await;
             if let Ok(msg) = &m {
                 // Answers are small; re-encoding them is the simplest exact count.
                 let n = protocol::encode(msg).map_or(0, |f| f.len() as u64);
-                reader_stats
+                reader_shared
                     .stats
                     .wire_bytes_in
                     .fetch_add(n, Ordering::Relaxed);
+            }
+            let m = match m {
+                Ok(Message::Need(need)) => {
+                    let file = reader_shared
+                        .files
+                        .lock()
+                        .ok()
+                        .and_then(|mut f| f.remove(&need.id));
+                    match file {
+                        // Nothing needed: the file leaves the in-flight set, that is all.
+                        Some(_) if need.ranges.is_empty() => continue,
+                        Some(file) => {
+                            jobs.push(NeedJob {
+                                id: need.id,
+                                file,
+                                ranges: need.ranges,
+                            });
+                            continue;
+                        }
+                        None => Err(MoverError::Protocol(format!(
+                            "the receiver answered for entry {} which is not a file in flight",
+                            need.id
+                        ))),
+                    }
+                }
+                other => other,
+            };
+            // What was asked before this message is on its way before it is acted on.
+            if !jobs.is_empty() && need_tx.send(std::mem::take(&mut jobs)).await.is_err() {
+                return;
             }
             let stop = m.is_err();
             if msg_tx.send(m).await.is_err() || stop {
@@ -945,28 +1084,6 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
             }
         };
         match msg {
-            Ok(Message::Need(need)) => {
-                let file = shared
-                    .files
-                    .lock()
-                    .ok()
-                    .and_then(|mut f| f.remove(&need.id));
-                let Some(file) = file else {
-                    break Err(MoverError::Protocol(format!(
-                        "the receiver answered for entry {} which is not a file in flight",
-                        need.id
-                    )));
-                };
-                if !need.ranges.is_empty() {
-                    let _ = need_tx
-                        .send(NeedJob {
-                            id: need.id,
-                            file,
-                            ranges: need.ranges,
-                        })
-                        .await;
-                }
-            }
             Ok(Message::Committed(c)) => {
                 if let Ok(mut committed) = shared.committed.lock() {
                     *committed = c.through;
@@ -1102,13 +1219,7 @@ mod tests {
     fn hash_change_send(path: &Path, size: usize) -> (Vec<ChunkRef>, Vec<Vec<u8>>) {
         std::fs::write(path, noise(size, 1)).unwrap();
         let budget = Arc::new(AtomicU64::new(0));
-        let (reply, _rx) = async_channel::bounded(1);
-        let job = HashJob {
-            path: path.to_path_buf(),
-            size: size as u64,
-            reply,
-        };
-        let hashed = hash_file(&job, &mut Vec::new(), &budget).unwrap();
+        let hashed = hash_file(path, size as u64, &mut Vec::new(), &budget).unwrap();
         // The file changes (same size) after it was hashed and before it is sent.
         std::fs::write(path, noise(size, 2)).unwrap();
 
@@ -1132,7 +1243,7 @@ mod tests {
         let (jobs_tx, jobs_rx) = async_channel::unbounded();
         let (out_tx, out_rx) = async_channel::unbounded();
         jobs_tx
-            .send_blocking(NeedJob {
+            .send_blocking(vec![NeedJob {
                 id: 0,
                 file: Arc::new(SendFile {
                     path: path.to_path_buf(),
@@ -1141,7 +1252,7 @@ mod tests {
                     held: hashed.held,
                 }),
                 ranges: vec![(0, chunks.len() as u64)],
-            })
+            }])
             .unwrap();
         jobs_tx.close();
         // Level 0: payloads are the raw chunk bytes.
