@@ -293,7 +293,7 @@ async fn a_realistic_namespace_moves_with_its_data() {
     }
     assert_eq!(s.volumes.len(), 2);
     assert!(s.volumes.iter().all(|v| v.root_hash.is_some()));
-    // The movers' pods, services and certificates are gone from both clusters.
+    // The movers' pods, services, certificates and cache claims are gone from both clusters.
     eventually("mover objects removed", || async {
         let mut left = 0;
         for (c, ns) in [(&sb.src, "sante"), (&sb.dst, "sante")] {
@@ -316,6 +316,14 @@ async fn a_realistic_namespace_moves_with_its_data() {
                 .ok()?
                 .items
                 .len();
+            // The senders' stat-cache claims too.
+            left +=
+                Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(c.clone(), ns)
+                    .list(&sel)
+                    .await
+                    .ok()?
+                    .items
+                    .len();
         }
         (left == 0).then_some(())
     })
@@ -1213,6 +1221,255 @@ async fn snapshot_consistency_without_a_snapshot_class_is_refused_before_anythin
             .is_empty(),
         "nothing was applied in the target"
     );
+    let _ = stop.send(());
+    let _ = op.await;
+    sb.shutdown().await;
+}
+
+/// The sender's stat cache: every sender of a transfer keeps it in a claim of the transfer's own in
+/// the source (`<transfer>-cache`), so that a later pass — the final one is the downtime — takes
+/// unchanged files from it instead of reading and hashing them again (each sender's `verified`
+/// line counts them, read from the sender's log as it runs); the claim goes with the movers. A
+/// claim of that name which the transfer did not create is left alone, and that volume's passes
+/// run without a cache, which the transfer says once (its message and a Warning Event) and keeps
+/// saying in its `SenderCache` condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_senders_stat_cache_spares_later_passes_reading_unchanged_files() {
+    use futures::{AsyncBufReadExt, StreamExt};
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use kube::api::{LogParams, PostParams};
+    use kube::runtime::watcher;
+    use sovereign::controller::migration::volumes::transfer_name;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+
+    let sb = support::start(json!({"mode": "Copy", "data": {"preCopyPasses": 2}})).await;
+    let cached = transfer_name(demo::WORKLOAD, "dossier-documents");
+    let uncached = transfer_name(demo::WORKLOAD, "data-dossier-db-0");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(sb.src.clone(), "sante");
+    let foreign_name = format!("{uncached}-cache");
+    let foreign = claims
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": foreign_name, "labels": {"app": "reports"}},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+            }))
+            .expect("claim"),
+        )
+        .await
+        .expect("a claim named like a cache, of someone else's");
+
+    // Every sender's arguments, and its whole log: followed from the moment its container runs
+    // until it stops, so that it is kept even though the operator deletes the pod soon after.
+    type Seen<T> = Arc<Mutex<BTreeMap<String, T>>>;
+    let logs: Seen<String> = Arc::default();
+    let args: Seen<Vec<String>> = Arc::default();
+    let pods: Api<Pod> = Api::namespaced(sb.src.clone(), "sante");
+    let mut pod_events = watcher(
+        pods.clone(),
+        watcher::Config::default().labels("app.kubernetes.io/component=sender"),
+    )
+    .boxed();
+    // And every message of the transfers.
+    let messages: Seen<Vec<String>> = Arc::default();
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    let mut vt_events = watcher(vts.clone(), watcher::Config::default()).boxed();
+    while !matches!(
+        pod_events.next().await,
+        Some(Ok(watcher::Event::InitDone)) | None
+    ) {}
+    while !matches!(
+        vt_events.next().await,
+        Some(Ok(watcher::Event::InitDone)) | None
+    ) {}
+    let (l, a, sender_pods) = (logs.clone(), args.clone(), pods.clone());
+    let w1 = tokio::spawn(async move {
+        let mut following = BTreeSet::new();
+        while let Some(ev) = pod_events.next().await {
+            let Ok(watcher::Event::Apply(p)) = ev else {
+                continue;
+            };
+            let name = p.name_any();
+            let spec = p.spec.clone().unwrap_or_default();
+            a.lock().expect("lock").insert(
+                name.clone(),
+                spec.containers[0].args.clone().unwrap_or_default(),
+            );
+            let phase = p.status.and_then(|s| s.phase).unwrap_or_default();
+            if !["Running", "Succeeded", "Failed"].contains(&phase.as_str())
+                || !following.insert(name.clone())
+            {
+                continue;
+            }
+            let (pods, l) = (sender_pods.clone(), l.clone());
+            tokio::spawn(async move {
+                let lp = LogParams {
+                    follow: true,
+                    container: Some("sender".into()),
+                    ..LogParams::default()
+                };
+                let Ok(stream) = pods.log_stream(&name, &lp).await else {
+                    return;
+                };
+                let mut lines = std::pin::pin!(stream.lines());
+                while let Some(Ok(line)) = lines.next().await {
+                    let mut l = l.lock().expect("lock");
+                    let log = l.entry(name.clone()).or_default();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+    });
+    let m = messages.clone();
+    let w2 = tokio::spawn(async move {
+        while let Some(ev) = vt_events.next().await {
+            if let Ok(watcher::Event::Apply(vt)) = ev
+                && let Some(msg) = vt.status.and_then(|s| s.message)
+            {
+                let mut m = m.lock().expect("lock");
+                let seen = m.entry(vt.metadata.name.unwrap_or_default()).or_default();
+                if seen.last() != Some(&msg) {
+                    seen.push(msg);
+                }
+            }
+        }
+    });
+
+    let (stop, op) = sb.operator("op-cache");
+    let w = settle(&sb, &["Completed", "Failed", "RolledBack"]).await;
+    assert_eq!(
+        phase(&w),
+        "Completed",
+        "{:?}",
+        w.status.as_ref().and_then(|s| s.message.clone())
+    );
+    for claim in ["dossier-documents", "data-dossier-db-0"] {
+        let a = sb
+            .source
+            .volume_path("sante", claim)
+            .expect("source volume");
+        let b = sb
+            .target
+            .volume_path("sante", claim)
+            .expect("target volume");
+        assert_eq!(tree(&a), tree(&b), "{claim}");
+    }
+
+    // Each pass's verified sender: the files it took from the cache, and whether it had one.
+    let verified = |transfer: &str, pass: i32| -> (u64, bool) {
+        let prefix = format!("{transfer}-send-{pass}-");
+        let logs = logs.lock().expect("lock");
+        let args = args.lock().expect("lock");
+        let (pod, line) = logs
+            .iter()
+            .filter(|(pod, _)| pod.starts_with(&prefix))
+            .find_map(|(pod, log)| {
+                log.lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .find(|v| v["event"] == "verified")
+                    .map(|v| (pod.clone(), v))
+            })
+            .unwrap_or_else(|| panic!("no verified sender of pass {pass} of {transfer}: {logs:?}"));
+        let with_cache = args
+            .get(&pod)
+            .is_some_and(|a| a.windows(2).any(|w| w == ["--cache", "/cache/sender.idx"]));
+        let cached = line["cachedFiles"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{pod}: no cachedFiles in {line}"));
+        (cached, with_cache)
+    };
+    for vt in [&cached, &uncached] {
+        let st = vts.get(vt).await.expect("vt").status.unwrap_or_default();
+        assert_eq!((st.pass, st.final_pass), (3, true), "{vt}: {st:?}");
+    }
+    // The first pass fills the cache; the second pre-copy and the final pass read from it at least
+    // the 40 records written before the migration and never touched since.
+    assert_eq!(verified(&cached, 1), (0, true));
+    for pass in [2, 3] {
+        let (files, with_cache) = verified(&cached, pass);
+        assert!(with_cache, "pass {pass} of {cached} without --cache");
+        assert!(
+            files >= 40,
+            "pass {pass} of {cached} took {files} files from its cache"
+        );
+    }
+    // The other volume ran without one: its senders read everything, every time.
+    for pass in 1..=3 {
+        assert_eq!(verified(&uncached, pass), (0, false), "pass {pass}");
+    }
+    let condition_of = |vt: &VolumeTransfer| {
+        vt.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "SenderCache"))
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+            .unwrap_or_default()
+    };
+    let c = condition_of(&vts.get(&cached).await.expect("vt"));
+    assert_eq!(
+        (c.0.as_str(), c.1.as_str()),
+        ("True", "ClaimReady"),
+        "{c:?}"
+    );
+    let c = condition_of(&vts.get(&uncached).await.expect("vt"));
+    assert_eq!(
+        (c.0.as_str(), c.1.as_str()),
+        ("False", "Unavailable"),
+        "{c:?}"
+    );
+    assert!(
+        c.2.contains(&foreign_name) && c.2.contains("did not create"),
+        "{c:?}"
+    );
+    let said = messages
+        .lock()
+        .expect("lock")
+        .get(&uncached)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        said.iter()
+            .filter(|m| m.contains("without the sender's stat cache"))
+            .count(),
+        1,
+        "said once: {said:#?}"
+    );
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+        sb.dst.clone(),
+        demo::WORKLOAD_NAMESPACE,
+    );
+    let warned: Vec<_> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("SenderCacheUnavailable"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert_eq!(
+        warned[0].regarding.as_ref().and_then(|r| r.name.clone()),
+        Some(uncached.clone())
+    );
+    assert!(warned[0].series.is_none(), "published once: {warned:#?}");
+
+    // The transfer's cache claim went with the movers; the other claim is untouched.
+    eventually("the cache claim removed", || async {
+        let sel = ListParams::default().labels("app.kubernetes.io/name=sovereign-mover");
+        let left = claims.list(&sel).await.ok()?.items;
+        let pods = pods.list(&sel).await.ok()?.items;
+        (left.is_empty() && pods.is_empty()).then_some(())
+    })
+    .await;
+    let still = claims.get(&foreign_name).await.expect("the other claim");
+    assert_eq!(still.uid(), foreign.uid());
+    assert_eq!(still.labels(), foreign.labels());
+    assert_eq!(still.metadata.deletion_timestamp, None);
+
+    w1.abort();
+    w2.abort();
     let _ = stop.send(());
     let _ = op.await;
     sb.shutdown().await;

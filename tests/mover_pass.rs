@@ -69,6 +69,9 @@ async fn the_sender_cache_skips_unchanged_files_and_notices_changed_ones() {
         .await
         .expect("first pass verified");
     assert!(state.path().join("cache").is_file());
+    assert_eq!(first.cached_files, 0, "{first:?}");
+    // A pass that never verified left its unfinished cache behind: the next one removes it.
+    std::fs::write(state.path().join("cache.new.1-2"), b"half-written").unwrap();
 
     // Same size, same inode, mtime put back: only the ctime shows the edit. Trusting the cache
     // here would make the sender claim the old content, and the root hashes would differ.
@@ -84,6 +87,12 @@ async fn the_sender_cache_skips_unchanged_files_and_notices_changed_ones() {
     assert!(second.chunks_sent >= 1, "{second:?}");
     assert_ne!(second.root_hash, first.root_hash);
     assert_same_tree(src.path(), dst.path());
+    assert!(second.cached_files > 0, "{second:?}");
+    let left: Vec<_> = std::fs::read_dir(state.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("cache")], "{left:?}");
 
     // Nothing changed since: the chunk lists come from the cache and nothing is sent.
     let third = sovereign::mover::send::send(opts)
@@ -91,6 +100,29 @@ async fn the_sender_cache_skips_unchanged_files_and_notices_changed_ones() {
         .expect("third pass verified");
     assert_eq!(third.chunks_sent, 0, "{third:?}");
     assert_eq!(third.root_hash, second.root_hash);
+    // The file read again in the second pass is the only one the third takes from the cache
+    // that the second did not.
+    assert_eq!(third.cached_files, second.cached_files + 1, "{third:?}");
+    rx.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_that_cannot_be_written_costs_time_not_the_pass() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    build_tree(src.path());
+    let certs = certs();
+    let rx = Receiver::start(dst.path(), &certs).await;
+    let mut opts = send_opts(src.path(), &rx.addr, &certs);
+    // Its directory does not exist (a volume that was not mounted, say).
+    let cache = src.path().join("no-such-dir").join("cache");
+    opts.cache = Some(cache.clone());
+    let report = sovereign::mover::send::send(opts)
+        .await
+        .expect("verified without a cache");
+    assert_eq!(report.cached_files, 0);
+    assert!(!cache.exists());
+    assert_same_tree(src.path(), dst.path());
     rx.task.abort();
 }
 

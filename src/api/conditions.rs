@@ -10,6 +10,8 @@ pub const RESIDENCY_COMPLIANT: &str = "ResidencyCompliant";
 pub const DATA_SYNCED: &str = "DataSynced";
 pub const WITHIN_BUDGET: &str = "WithinBudget";
 pub const APPROVED: &str = "Approved";
+/// On a VolumeTransfer: whether its senders keep their stat cache across passes (`transfer::cache`).
+pub const SENDER_CACHE: &str = "SenderCache";
 
 /// The status of a condition, as the API spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,6 +2,10 @@
 //! mover's pods) and the monthly run-rate before (source) and after (target), each as line items
 //! in the report currency.
 //!
+//! Not priced: the small claim in which the sender keeps its stat cache between passes
+//! (`controller::transfer::cache`, max(1 GiB, capacity/256) for the migration's duration) costs
+//! cents next to the movers' pod time and the egress.
+//!
 //! A month is [`HOURS_PER_MONTH`] = 730 hours throughout. Amounts keep full precision; round with
 //! [`Estimate::rounded`] to present them.
 

@@ -149,9 +149,10 @@ pub async fn run(args: MoverArgs) -> Result<()> {
             }));
             let report = send::send(opts).await?;
             eprintln!(
-                "pass verified: root hash {}, {} entries, {} bytes of chunks sent, {} bytes on the wire, {:.2}s",
+                "pass verified: root hash {}, {} entries ({} files from the stat cache), {} bytes of chunks sent, {} bytes on the wire, {:.2}s",
                 hex(&report.root_hash),
                 report.entries,
+                report.cached_files,
                 report.chunk_bytes_sent,
                 report.wire_bytes,
                 report.elapsed_seconds

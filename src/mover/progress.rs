@@ -11,14 +11,16 @@
 //! {"event":"verified","pass":2,"filesDone":20002,"filesTotal":20002,"bytesDone":..,
 //!  "bytesTotal":..,"wireBytes":..,"wireBytesIn":..,"bytesPerSecond":..,"etaSeconds":0.0,
 //!  "elapsedSeconds":..,"rootHash":"<sender's>","receiverRootHash":"<receiver's>",
-//!  "chunksSent":..,"chunkBytesSent":..}
+//!  "chunksSent":..,"chunkBytesSent":..,"cachedFiles":..}
 //! ```
 //!
 //! The last line of a successful `send` is the `verified` event: it carries the pass, the file and
 //! byte totals, the bytes written to (`wireBytes`) and read from (`wireBytesIn`) the connection,
 //! and both root hashes (equal, or the pass would have failed: the sender's in `rootHash`, the
-//! one the receiver computed from its volume in `receiverRootHash`). `rootHash`,
-//! `receiverRootHash`, `chunksSent` and `chunkBytesSent` appear only on that line. A failed pass
+//! one the receiver computed from its volume in `receiverRootHash`), and how many regular files
+//! were taken from the stat cache (`--cache`) instead of being read and hashed (`cachedFiles`).
+//! `rootHash`, `receiverRootHash`, `chunksSent`, `chunkBytesSent` and `cachedFiles` appear only
+//! on that line. A failed pass
 //! prints no `verified` line and exits non-zero with the reason on stderr.
 
 use std::sync::Arc;
@@ -54,6 +56,9 @@ pub struct Progress {
     pub chunks_sent: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chunk_bytes_sent: Option<u64>,
+    /// Regular files whose chunk list came from the stat cache, not read (`verified` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_files: Option<u64>,
 }
 
 pub type ProgressSink = Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -109,6 +114,7 @@ impl Tracker {
             receiver_root_hash: None,
             chunks_sent: None,
             chunk_bytes_sent: None,
+            cached_files: None,
         }
     }
 }

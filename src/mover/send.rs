@@ -64,7 +64,8 @@ pub struct SendOptions {
     pub rate_limit: Option<u64>,
     /// The sender's stat cache: files whose inode, size, mtime and ctime are unchanged since the
     /// cache was written are not read again (their chunk lists come from the cache). Replaced
-    /// after each verified pass. `None`: every file is read and hashed.
+    /// after each verified pass. `None`: every file is read and hashed. A cache that cannot be
+    /// read or written costs time, never the pass: it is then ignored, with a warning.
     pub cache: Option<PathBuf>,
 }
 
@@ -104,6 +105,8 @@ pub struct SendReport {
     /// Chunks and their uncompressed bytes actually sent.
     pub chunks_sent: u64,
     pub chunk_bytes_sent: u64,
+    /// Regular files whose chunk list came from the stat cache: not read, not hashed.
+    pub cached_files: u64,
     pub elapsed_seconds: f64,
 }
 
@@ -162,6 +165,7 @@ struct Stats {
     wire_bytes_in: AtomicU64,
     chunks_sent: AtomicU64,
     chunk_bytes_sent: AtomicU64,
+    cached_files: AtomicU64,
 }
 
 struct Shared {
@@ -283,18 +287,47 @@ fn open_cache(path: Option<&Path>) -> IndexReader {
     }
 }
 
-fn cache_new_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".new");
-    PathBuf::from(p)
+/// `<cache>.new.`: the prefix of the files a pass writes its cache to before it verifies.
+fn cache_new_prefix(path: &Path) -> std::ffi::OsString {
+    let mut p = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+    p.push(".new.");
+    p
 }
 
-fn create_cache(path: &Path) -> Result<IndexWriter> {
+/// A name of its own for this pass's new cache: a sender of an earlier attempt that is still
+/// being stopped may be writing its own, and two writers of one file would interleave.
+fn cache_new_path(path: &Path) -> PathBuf {
+    let mut name = cache_new_prefix(path);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    name.push(format!("{}-{nanos}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Starts this pass's new cache, after removing those that passes which never verified left
+/// behind (a writer still running keeps its unlinked file and fails to rename it, harmlessly).
+fn create_cache(path: &Path) -> Result<(IndexWriter, PathBuf)> {
+    let prefix = cache_new_prefix(path);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str())
+                .starts_with(std::os::unix::ffi::OsStrExt::as_bytes(prefix.as_os_str()))
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let new = cache_new_path(path);
     let mut f = File::create(&new).ctx(|| format!("creating {}", new.display()))?;
     f.write_all(&cache_header())
         .ctx(|| format!("writing {}", new.display()))?;
-    Ok(IndexWriter::new(f, new.display().to_string()))
+    Ok((IndexWriter::new(f, new.display().to_string()), new))
 }
 
 struct HashJob {
@@ -377,6 +410,7 @@ fn walker_thread(
             }
             Kind::File => match cache.lookup(&entry.path).filter(|r| r.matches(&w.meta)) {
                 Some(rec) => {
+                    shared.stats.cached_files.fetch_add(1, Ordering::Relaxed);
                     let digest = FileDigest {
                         chunks: rec.chunks,
                         file_hash: rec.file_hash,
@@ -517,13 +551,16 @@ fn assembler_thread(
                 // past the recorded one, which the next pass notices).
                 if let Some(c) = cache.as_mut()
                     && d.size == meta.len()
-                {
-                    c.append(&IndexRecord::new(
+                    && let Err(err) = c.append(&IndexRecord::new(
                         e.path.clone(),
                         &meta,
                         d.file_hash,
                         d.chunks.clone(),
-                    ))?;
+                    ))
+                {
+                    // A full cache volume: the pass goes on without writing a cache.
+                    warn!(error = %err, "the stat cache cannot be written; the next pass reads every file again");
+                    cache = None;
                 }
                 (e, Some((d, h)))
             }
@@ -874,9 +911,15 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
     };
 
     let cache_in = open_cache(opts.cache.as_deref());
-    let cache_out = match &opts.cache {
-        Some(path) => Some(create_cache(path)?),
-        None => None,
+    // A cache that cannot be written (a full or read-only volume) is a slower next pass, not a
+    // failed one.
+    let (cache_out, cache_new) = match opts.cache.as_deref().map(create_cache) {
+        Some(Ok((w, new))) => (Some(w), Some(new)),
+        Some(Err(e)) => {
+            warn!(error = %e, "the stat cache cannot be written; the next pass reads every file again");
+            (None, None)
+        }
+        None => (None, None),
     };
     let (fail_tx, mut fail_rx) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
@@ -1161,12 +1204,21 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
             receiver: hex(&receiver_hash),
         });
     }
-    if let (Some(cache), Some(path)) = (cache, &opts.cache) {
+    if let (Some(new), Some(path)) = (cache_new, &opts.cache) {
         // Only after a verified pass: a cache from a pass that failed may describe a tree the
-        // next pass should read again anyway.
-        cache.finish()?;
-        let new = cache_new_path(path);
-        std::fs::rename(&new, path).ctx(|| format!("replacing {}", path.display()))?;
+        // next pass should read again anyway. The pass itself is verified whatever happens here.
+        let replaced = cache.map(|c| {
+            c.finish().and_then(|_| {
+                std::fs::rename(&new, path).ctx(|| format!("replacing {}", path.display()))
+            })
+        });
+        if !matches!(replaced, Some(Ok(()))) {
+            // Given up while writing (already said), or failing now: the old cache stays.
+            let _ = std::fs::remove_file(&new);
+        }
+        if let Some(Err(e)) = replaced {
+            warn!(error = %e, "the stat cache was not updated; the next pass reads the files it lacks");
+        }
     }
     let report = SendReport {
         root_hash: sender_hash,
@@ -1177,6 +1229,7 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
         wire_bytes_in: shared.stats.wire_bytes_in.load(Ordering::Relaxed),
         chunks_sent: shared.stats.chunks_sent.load(Ordering::Relaxed),
         chunk_bytes_sent: shared.stats.chunk_bytes_sent.load(Ordering::Relaxed),
+        cached_files: shared.stats.cached_files.load(Ordering::Relaxed),
         elapsed_seconds: started.elapsed().as_secs_f64(),
     };
     let mut done = tracker.event(
@@ -1192,6 +1245,7 @@ pub async fn send(opts: SendOptions) -> Result<SendReport> {
     done.receiver_root_hash = Some(hex(&receiver_hash));
     done.chunks_sent = Some(report.chunks_sent);
     done.chunk_bytes_sent = Some(report.chunk_bytes_sent);
+    done.cached_files = Some(report.cached_files);
     emit(&done);
     debug!(?report, "pass verified");
     Ok(report)

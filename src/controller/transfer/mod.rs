@@ -5,12 +5,15 @@
 //! runs when the workload asks for it (annotation `sovereign.dev/final-pass`), after quiescing.
 //!
 //! With consistency Snapshot each pass's sender reads a claim restored from a VolumeSnapshot of
-//! the source claim taken at the pass's start (`snapshot`), instead of the live claim.
+//! the source claim taken at the pass's start (`snapshot`), instead of the live claim. Otherwise
+//! the senders keep their stat cache across passes in a claim of the transfer's own (`cache`), so
+//! that a pass reads only the files that changed since the last one.
 //!
 //! One reconcile, one step, status written before the next action: the pass number and attempt
 //! in status name the sender Pod, so a restarted operator finds the pod it started, reads how it
 //! ended, and never counts a pass twice (`passWireBytes` has one entry per pass).
 
+pub mod cache;
 pub mod objects;
 pub mod progress;
 pub mod snapshot;
@@ -31,6 +34,7 @@ use tracing::{Instrument, info_span, warn};
 use super::context::{Context, FIELD_MANAGER, FINALIZER};
 use super::error::{Error, Result};
 use super::status;
+use crate::api::conditions::{self, Desired};
 use crate::api::transfer::{TransferDisplay, TransferPhase, VolumeTransfer, VolumeTransferStatus};
 use crate::api::workload::{Consistency, Transport, keys};
 use crate::api::{SovereignCluster, SovereignWorkload};
@@ -438,6 +442,19 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
             let node = consumer_node(&e.source, &src_ns, &vt.spec.source.pvc, &vt).await;
             (vt.spec.source.pvc.clone(), node)
         };
+        // The stat cache's claim before the sender that mounts it (not with snapshots: see
+        // `cache`); without one the pass still runs, only slower.
+        let cache = if snapshots || cache::given_up(&old.conditions) {
+            None
+        } else {
+            let cache = cache::prepare(&vt, &e.source).await;
+            note_cache(&vt, ctx, &mut s, &cache).await;
+            write(&vt, ctx, &s).await?;
+            match cache {
+                cache::Cache::Ready(claim) => Some(claim),
+                cache::Cache::Unavailable(_) | cache::Cache::Unschedulable(_) => None,
+            }
+        };
         src_pods
             .create(
                 &PostParams::default(),
@@ -450,6 +467,7 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
                     old.attempt.max(1),
                     &claim,
                     node.as_deref(),
+                    cache.as_deref(),
                 ),
             )
             .await
@@ -549,6 +567,20 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
             let _ = src_pods.delete(&sender, &DeleteParams::background()).await;
             fail_attempt(&vt, ctx, s, format!("no progress for {}s", STALL.as_secs())).await
         }
+        "Pending" | "" if let Some(why) = cache::unschedulable(&pod, Timestamp::now()) => {
+            // The cache claim may be what keeps the sender off every node (provisioned in
+            // another zone, or not at all): the transfer goes on without a cache.
+            // Not counted as a failed attempt: the cache is no reason to fail a transfer.
+            let _ = src_pods.delete(&sender, &DeleteParams::background()).await;
+            note_cache(&vt, ctx, &mut s, &cache::Cache::Unschedulable(why.clone())).await;
+            s.attempt = old.attempt.max(1) + 1;
+            s.message = Some(format!(
+                "pass {}: its sender could not be scheduled with the stat-cache claim ({why}); attempt {} runs without it",
+                old.pass, s.attempt
+            ));
+            write(&vt, ctx, &s).await?;
+            Ok(Action::requeue(ACTIVE))
+        }
         _ => {
             // A sender that cannot start says why (the scheduler's or kubelet's words).
             let waiting = pod_waiting(&pod);
@@ -566,6 +598,72 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
             write(&vt, ctx, &s).await?;
             Ok(Action::requeue(ACTIVE))
         }
+    }
+}
+
+/// Records in the `SenderCache` condition whether the next sender has its stat cache. When it
+/// becomes unavailable (or for another reason), that is also logged, said in the message and in a
+/// Warning Event, once.
+async fn note_cache(
+    vt: &VolumeTransfer,
+    ctx: &Context,
+    s: &mut VolumeTransferStatus,
+    cache: &cache::Cache,
+) {
+    let desired = match cache {
+        cache::Cache::Ready(claim) => Desired::new(
+            conditions::SENDER_CACHE,
+            true,
+            "ClaimReady",
+            format!(
+                "the senders keep their stat cache in the claim {}/{claim}: a pass reads only the files that changed since the last verified one",
+                vt.spec.source.namespace
+            ),
+        ),
+        cache::Cache::Unavailable(why) => {
+            Desired::new(conditions::SENDER_CACHE, false, "Unavailable", why.clone())
+        }
+        cache::Cache::Unschedulable(why) => Desired::new(
+            conditions::SENDER_CACHE,
+            false,
+            cache::UNSCHEDULABLE,
+            format!(
+                "a sender that mounted the stat-cache claim could not be scheduled ({why}): the transfer's other passes run without it"
+            ),
+        ),
+    };
+    let known = conditions::find(&s.conditions, conditions::SENDER_CACHE)
+        .is_some_and(|c| c.status == desired.status.as_str() && c.message == desired.message);
+    s.conditions = conditions::merge(
+        &s.conditions,
+        std::slice::from_ref(&desired),
+        vt.metadata.generation,
+        &now(),
+    );
+    let (cache::Cache::Unavailable(why) | cache::Cache::Unschedulable(why)) = cache else {
+        return;
+    };
+    if known {
+        return;
+    }
+    warn!(transfer = %vt.name_any(), reason = %why, "the sender runs without its stat cache");
+    s.message = Some(format!(
+        "pass {} runs without the sender's stat cache (every file is read again): {why}",
+        s.pass
+    ));
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: "SenderCacheUnavailable".into(),
+        note: Some(why.clone()),
+        action: "Transfer".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx
+        .transfer_recorder
+        .publish(&ev, &vt.object_ref(&()))
+        .await
+    {
+        warn!(error = %e, "cannot publish Event");
     }
 }
 
@@ -708,11 +806,12 @@ async fn remove_pods(client: &Client, ns: &str, selector: &str) {
 /// Deletes every mover object of a transfer in both clusters (idempotent).
 async fn remove_mover_objects(vt: &VolumeTransfer, e: &Ends) {
     let sel = objects::selector(vt);
+    // The senders first: they mount the restored claims and the cache claim.
+    remove_pods(&e.source, &vt.spec.source.namespace, &sel).await;
     if vt.spec.consistency == Consistency::Snapshot {
-        // The senders first: they mount the restored claims.
-        remove_pods(&e.source, &vt.spec.source.namespace, &sel).await;
         snapshot::remove_all(vt, &e.source).await;
     }
+    cache::remove(vt, &e.source).await;
     for (client, ns) in [
         (&e.source, vt.spec.source.namespace.as_str()),
         (&e.target, vt.spec.target.namespace.as_str()),

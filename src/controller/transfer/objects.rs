@@ -1,7 +1,7 @@
 //! The mover's objects, built from a VolumeTransfer: the certificate Secrets, the receiver Pod and
-//! its Service in the target, the sender Pod of each pass in the source and, with consistency
-//! Snapshot, the pass's VolumeSnapshot and the claim restored from it. Pure: the reconcile applies
-//! what these return.
+//! its Service in the target, the sender Pod of each pass and the claim that keeps the sender's
+//! stat cache across passes in the source and, with consistency Snapshot, the pass's
+//! VolumeSnapshot and the claim restored from it. Pure: the reconcile applies what these return.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +22,13 @@ pub const PORT: i32 = 8443;
 /// Where the volume and the certificates are mounted in the mover's containers.
 pub const DATA_PATH: &str = "/data";
 pub const CERTS_PATH: &str = "/certs";
+/// Where the sender's stat-cache claim is mounted, and the cache file in it.
+pub const CACHE_PATH: &str = "/cache";
+pub const CACHE_FILE: &str = "/cache/sender.idx";
+/// The mover image's group (its `USER 65532:65532`): a sender that mounts its cache claim runs
+/// with it as `fsGroup`, so that the fresh, root-owned volume is writable by the mover. The data
+/// claim is mounted read-only, and the kubelet never changes the ownership of a read-only volume.
+pub const MOVER_GID: i64 = 65532;
 
 pub fn secret_name(vt: &VolumeTransfer) -> String {
     format!("{}-mover-tls", vt.name_any())
@@ -38,6 +45,49 @@ pub fn sender_name(vt: &VolumeTransfer, pass: i32, attempt: i32) -> String {
 /// The VolumeSnapshot of a pass, and the claim restored from it (the same name: one of each).
 pub fn snapshot_name(vt: &VolumeTransfer, pass: i32) -> String {
     format!("{}-snap-{pass}", vt.name_any())
+}
+
+/// The claim that keeps the sender's stat cache from one pass to the next (see `cache`).
+pub fn cache_name(vt: &VolumeTransfer) -> String {
+    format!("{}-cache", vt.name_any())
+}
+
+/// What the cache claim requests for a volume of `capacity` (a quantity; the source claim's): the
+/// cache holds about 40 bytes per 16 KiB chunk and 200 per file, i.e. well under 1/256 of the
+/// volume; so max(1Gi, capacity/256), rounded up to whole GiB. Unknown capacity: 1Gi.
+pub fn cache_request(capacity: Option<&str>) -> String {
+    const GIB: u64 = 1 << 30;
+    let bytes = capacity.and_then(quantity_bytes).unwrap_or(0);
+    format!("{}Gi", bytes.div_ceil(256).div_ceil(GIB).max(1))
+}
+
+/// The sender's cache claim, in the source namespace and the source claim's StorageClass (so that
+/// it is provisioned in the same topology; `None`: the cluster's default class).
+pub fn cache_claim(vt: &VolumeTransfer, storage_class: Option<&str>) -> PersistentVolumeClaim {
+    let description = format!(
+        "Stat cache of the sovereign mover's sender for the claim {:?}: what the last verified pass \
+         of VolumeTransfer {}/{} read, so that the next pass reads only what changed. It \
+         holds the volume's file names, sizes, times and chunk hashes, not its contents; deleted \
+         with the transfer's other mover objects.",
+        vt.spec.source.pvc,
+        vt.namespace().unwrap_or_default(),
+        vt.name_any()
+    );
+    let mut v = json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": cache_name(vt), "namespace": vt.spec.source.namespace,
+                     "labels": labels(vt, "cache"),
+                     "annotations": {"kubernetes.io/description": description}},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "volumeMode": "Filesystem",
+            "resources": {"requests": {"storage": cache_request(vt.spec.capacity.as_deref())}}
+        }
+    });
+    if let Some(sc) = storage_class {
+        v["spec"]["storageClassName"] = json!(sc);
+    }
+    serde_json::from_value(v).unwrap_or_default()
 }
 
 /// Labels every mover object carries: found and removed by them.
@@ -206,7 +256,8 @@ pub fn snapshot_claim(
 
 /// The sender of one pass: mounts `claim` read-only (the source claim, or the claim restored from
 /// the pass's snapshot); placed on `node` when given (the node that already mounts a live
-/// ReadWriteOnce claim: such a volume attaches to one node).
+/// ReadWriteOnce claim: such a volume attaches to one node). With `cache` (the cache claim's
+/// name) it mounts that claim read-write and keeps its stat cache there (`--cache`).
 #[allow(clippy::too_many_arguments)]
 pub fn sender_pod(
     vt: &VolumeTransfer,
@@ -217,6 +268,7 @@ pub fn sender_pod(
     attempt: i32,
     claim: &str,
     node: Option<&str>,
+    cache: Option<&str>,
 ) -> Pod {
     let mut v = json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -246,6 +298,20 @@ pub fn sender_pod(
     });
     if last && let Some(args) = v["spec"]["containers"][0]["args"].as_array_mut() {
         args.push(json!("--final"));
+    }
+    if let Some(cache) = cache {
+        let c = &mut v["spec"]["containers"][0];
+        if let Some(args) = c["args"].as_array_mut() {
+            args.extend([json!("--cache"), json!(CACHE_FILE)]);
+        }
+        if let Some(mounts) = c["volumeMounts"].as_array_mut() {
+            mounts.push(json!({"name": "cache", "mountPath": CACHE_PATH}));
+        }
+        if let Some(volumes) = v["spec"]["volumes"].as_array_mut() {
+            volumes.push(json!({"name": "cache", "persistentVolumeClaim": {"claimName": cache}}));
+        }
+        v["spec"]["securityContext"] =
+            json!({"fsGroup": MOVER_GID, "fsGroupChangePolicy": "OnRootMismatch"});
     }
     if let Some(node) = node {
         v["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
@@ -290,6 +356,7 @@ mod tests {
             1,
             "data-db-0",
             Some("node-a"),
+            None,
         );
         let spec = p.spec.expect("spec");
         assert_eq!(p.metadata.namespace.as_deref(), Some("sante"));
@@ -304,6 +371,119 @@ mod tests {
         assert_eq!(claim.read_only, Some(true));
         assert!(spec.affinity.is_some());
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    }
+
+    #[test]
+    fn without_a_cache_the_sender_mounts_nothing_writable_and_keeps_no_cache() {
+        let p = sender_pod(&vt(), "img", "a:1", 1, false, 1, "data-db-0", None, None);
+        let spec = p.spec.expect("spec");
+        let args = spec.containers[0].args.clone().unwrap_or_default();
+        assert!(!args.iter().any(|a| a == "--cache"), "{args:?}");
+        let mounts = spec.containers[0].volume_mounts.clone().unwrap_or_default();
+        assert!(
+            mounts.iter().all(|m| m.read_only == Some(true)),
+            "{mounts:?}"
+        );
+        assert_eq!(spec.volumes.unwrap_or_default().len(), 2);
+        assert!(spec.security_context.is_none());
+    }
+
+    #[test]
+    fn with_a_cache_the_sender_keeps_it_in_its_claim_across_passes() {
+        let v = vt();
+        let p = sender_pod(
+            &v,
+            "img",
+            "a:1",
+            2,
+            true,
+            3,
+            "data-db-0",
+            Some("node-a"),
+            Some("dossier-data-db-0-cache"),
+        );
+        let spec = p.spec.expect("spec");
+        let c = &spec.containers[0];
+        let args = c.args.clone().unwrap_or_default();
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--cache", "/cache/sender.idx"]),
+            "{args:?}"
+        );
+        assert!(args.iter().any(|a| a == "--final"));
+        let mounts = c.volume_mounts.clone().unwrap_or_default();
+        let cache = mounts.iter().find(|m| m.name == "cache").expect("mount");
+        assert_eq!(cache.mount_path, CACHE_PATH);
+        assert_ne!(cache.read_only, Some(true), "the cache is written");
+        let data = mounts.iter().find(|m| m.name == "data").expect("mount");
+        assert_eq!(data.read_only, Some(true), "the data stays read-only");
+        let vols = spec.volumes.clone().unwrap_or_default();
+        let claim = vols
+            .iter()
+            .find(|x| x.name == "cache")
+            .and_then(|x| x.persistent_volume_claim.clone())
+            .expect("claim");
+        assert_eq!(claim.claim_name, "dossier-data-db-0-cache");
+        assert_ne!(claim.read_only, Some(true));
+        let data = vols
+            .iter()
+            .find(|x| x.name == "data")
+            .and_then(|x| x.persistent_volume_claim.clone())
+            .expect("claim");
+        assert_eq!(
+            (data.claim_name.as_str(), data.read_only),
+            ("data-db-0", Some(true))
+        );
+        assert_eq!(
+            spec.security_context.and_then(|s| s.fs_group),
+            Some(MOVER_GID)
+        );
+        assert!(spec.affinity.is_some(), "still on the live claim's node");
+    }
+
+    #[test]
+    fn the_cache_claim_is_sized_from_the_volume() {
+        const GIB: u64 = 1 << 30;
+        let q = |b: u64| Some(b.to_string());
+        assert_eq!(cache_request(None), "1Gi");
+        assert_eq!(cache_request(Some("junk")), "1Gi");
+        assert_eq!(cache_request(q(0).as_deref()), "1Gi");
+        assert_eq!(cache_request(q(10 * GIB).as_deref()), "1Gi");
+        assert_eq!(cache_request(q(256 * GIB).as_deref()), "1Gi");
+        assert_eq!(cache_request(q(256 * GIB + 1).as_deref()), "2Gi");
+        assert_eq!(cache_request(Some("500Gi")), "2Gi");
+        assert_eq!(cache_request(Some("1Ti")), "4Gi");
+        assert_eq!(cache_request(Some("10Ti")), "40Gi");
+        assert_eq!(cache_request(Some("1100G")), "5Gi");
+    }
+
+    #[test]
+    fn the_cache_claim_is_a_labelled_described_mover_object_in_the_source_class() {
+        let mut v = vt();
+        v.metadata.namespace = Some("migrations".into());
+        v.spec.capacity = Some((1u64 << 40).to_string());
+        let c = cache_claim(&v, Some("gp3"));
+        assert_eq!(c.metadata.name.as_deref(), Some("dossier-data-db-0-cache"));
+        assert_eq!(c.metadata.namespace.as_deref(), Some("sante"));
+        assert_eq!(c.metadata.labels, Some(labels(&v, "cache")));
+        let d = c
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .remove("kubernetes.io/description")
+            .unwrap_or_default();
+        assert!(d.contains("migrations/dossier-data-db-0"), "{d}");
+        assert!(d.contains("data-db-0"), "{d}");
+        let spec = c.spec.clone().expect("spec");
+        assert_eq!(spec.storage_class_name.as_deref(), Some("gp3"));
+        assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_string()]));
+        assert!(spec.data_source.is_none());
+        let req = spec.resources.and_then(|r| r.requests).unwrap_or_default();
+        assert_eq!(req.get("storage").map(|q| q.0.as_str()), Some("4Gi"));
+        // No class on the source claim: none here either, the cluster's default applies.
+        let c = cache_claim(&v, None);
+        assert_eq!(c.spec.and_then(|s| s.storage_class_name), None);
     }
 
     #[test]
@@ -362,6 +542,7 @@ mod tests {
             false,
             1,
             "dossier-data-db-0-snap-3",
+            None,
             None,
         );
         let spec = p.spec.expect("spec");
