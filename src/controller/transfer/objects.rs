@@ -25,10 +25,6 @@ pub const CERTS_PATH: &str = "/certs";
 /// Where the sender's stat-cache claim is mounted, and the cache file in it.
 pub const CACHE_PATH: &str = "/cache";
 pub const CACHE_FILE: &str = "/cache/sender.idx";
-/// The mover image's group (its `USER 65532:65532`): a sender that mounts its cache claim runs
-/// with it as `fsGroup`, so that the fresh, root-owned volume is writable by the mover. The data
-/// claim is mounted read-only, and the kubelet never changes the ownership of a read-only volume.
-pub const MOVER_GID: i64 = 65532;
 
 pub fn secret_name(vt: &VolumeTransfer) -> String {
     format!("{}-mover-tls", vt.name_any())
@@ -137,8 +133,14 @@ pub fn secret(vt: &VolumeTransfer, namespace: &str, role: &str, m: &TlsMaterial)
     s
 }
 
+/// The movers run as root, overriding the image's non-root `USER`: the sender must read every
+/// file whatever its owner and mode (a database's 0600 files), the receiver must give each file
+/// its owner back, and the certificate Secret's files are root's, 0400. A non-root process gets
+/// none of the added capabilities in its effective set. So: uid 0 with every capability dropped
+/// but the three this needs (all three allowed by the Pod Security "baseline" level).
 fn security_context() -> serde_json::Value {
-    json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "FOWNER", "DAC_OVERRIDE"]},
+    json!({"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": false,
+           "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "FOWNER", "DAC_OVERRIDE"]},
            "seccompProfile": {"type": "RuntimeDefault"}})
 }
 
@@ -310,8 +312,6 @@ pub fn sender_pod(
         if let Some(volumes) = v["spec"]["volumes"].as_array_mut() {
             volumes.push(json!({"name": "cache", "persistentVolumeClaim": {"claimName": cache}}));
         }
-        v["spec"]["securityContext"] =
-            json!({"fsGroup": MOVER_GID, "fsGroupChangePolicy": "OnRootMismatch"});
     }
     if let Some(node) = node {
         v["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
@@ -434,9 +434,14 @@ mod tests {
             (data.claim_name.as_str(), data.read_only),
             ("data-db-0", Some(true))
         );
+        let sc = spec.containers[0]
+            .security_context
+            .clone()
+            .expect("security context");
         assert_eq!(
-            spec.security_context.and_then(|s| s.fs_group),
-            Some(MOVER_GID)
+            (sc.run_as_user, sc.run_as_non_root),
+            (Some(0), Some(false)),
+            "root, to write the cache claim and read any file"
         );
         assert!(spec.affinity.is_some(), "still on the live claim's node");
     }
