@@ -115,6 +115,33 @@ fn kube_err(vt: &VolumeTransfer, what: &'static str) -> impl FnOnce(kube::Error)
     }
 }
 
+/// Why the cluster refused to create a mover pod, when a person must act on it: an admission
+/// refusal (Pod Security level, ResourceQuota, a policy engine: 403) or an invalid object (422).
+/// Anything else is a failure a retry may fix.
+fn refused(e: &kube::Error) -> Option<String> {
+    match e {
+        kube::Error::Api(s) if s.code == 403 || s.code == 422 => Some(s.message.clone()),
+        _ => None,
+    }
+}
+
+/// Says in the status why the pod cannot be created, and looks again later: the namespace's
+/// label or quota may be fixed meanwhile; nothing moved, nothing is lost by waiting.
+async fn wait_refused(
+    vt: &VolumeTransfer,
+    ctx: &Context,
+    mut s: VolumeTransferStatus,
+    role: &str,
+    cluster: &str,
+    why: String,
+) -> Result<Action> {
+    s.message = Some(format!(
+        "cluster {cluster:?} refused the mover's {role} pod: {why}; the movers need the Pod Security \"baseline\" level and room in the namespace's quota; retrying every 30s"
+    ));
+    write(vt, ctx, &s).await?;
+    Ok(Action::requeue(Duration::from_secs(30)))
+}
+
 fn now() -> Time {
     Time(Timestamp::now())
 }
@@ -297,13 +324,22 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
         .map_err(kube_err(&vt, "the receiver Pod"))?;
     let receiver = match receiver {
         None => {
-            dst_pods
+            match dst_pods
                 .create(
                     &PostParams::default(),
                     &objects::receiver_pod(&vt, &ctx.mover_image),
                 )
                 .await
-                .map_err(kube_err(&vt, "the receiver Pod"))?;
+            {
+                Ok(_) => {}
+                Err(e) => {
+                    let Some(why) = refused(&e) else {
+                        return Err(kube_err(&vt, "the receiver Pod")(e));
+                    };
+                    return wait_refused(&vt, ctx, s, "receiver", &vt.spec.target.cluster, why)
+                        .await;
+                }
+            }
             None
         }
         Some(p) => Some(p),
@@ -455,7 +491,7 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
                 cache::Cache::Unavailable(_) | cache::Cache::Unschedulable(_) => None,
             }
         };
-        src_pods
+        match src_pods
             .create(
                 &PostParams::default(),
                 &objects::sender_pod(
@@ -471,7 +507,15 @@ async fn apply(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
                 ),
             )
             .await
-            .map_err(kube_err(&vt, "the sender Pod"))?;
+        {
+            Ok(_) => {}
+            Err(e) => {
+                let Some(why) = refused(&e) else {
+                    return Err(kube_err(&vt, "the sender Pod")(e));
+                };
+                return wait_refused(&vt, ctx, s, "sender", &vt.spec.source.cluster, why).await;
+            }
+        }
         return Ok(Action::requeue(ACTIVE));
     };
     let pod_phase = pod
@@ -843,4 +887,23 @@ async fn cleanup(vt: Arc<VolumeTransfer>, ctx: &Context) -> Result<Action> {
         Err(message) => warn!(%message, "mover objects not cleaned up"),
     }
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_admission_refusal_is_a_message_and_other_failures_are_errors() {
+        let api = |code: u16, message: &str| {
+            kube::Error::Api(
+                kube::core::Status::failure(message, "Forbidden")
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        let psa = "pods \"x-send-1-1\" is forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true";
+        assert_eq!(super::refused(&api(403, psa)).as_deref(), Some(psa));
+        assert!(super::refused(&api(422, "spec.containers[0].image: Required value")).is_some());
+        assert!(super::refused(&api(500, "etcdserver: request timed out")).is_none());
+        assert!(super::refused(&api(409, "already exists")).is_none());
+    }
 }
