@@ -482,6 +482,10 @@ impl Cluster {
         if res.namespaced {
             self.check_namespace_writable(res, &ns, &name)?;
         }
+        if res.group.is_empty() && res.plural == "pods" {
+            let namespace = self.store.get("namespaces", "", &ns);
+            super::pod_security::admit(namespace.as_deref(), &obj)?;
+        }
         let mut warnings = Vec::new();
         let manager = opts.field_manager.clone();
         let written = self.store.transact(

@@ -26,6 +26,7 @@ pub mod logs;
 pub mod meta;
 pub mod openapi;
 pub mod patch;
+pub mod pod_security;
 pub mod progress;
 pub mod protobuf;
 pub mod registry;
