@@ -24,7 +24,10 @@ pub const MAX_FRAME: usize = 4 << 20;
 /// large files (64 KiB chunks resent four times as much around each edit); the longer chunk
 /// lists this means are only sent for files the receiver does not already have (see
 /// [`ListDeferred`]).
-pub const CHUNK_MIN: usize = 4 << 10;
+/// The 8 KiB minimum (half the average) spares the gear hash the first half of every chunk: a
+/// sixth of the sender's CPU was FastCDC; the full copy got 13% faster, and a small edit still
+/// costs less on the wire than rsync's (7.3 vs 8.0 MiB on the benchmark's 1% mutation).
+pub const CHUNK_MIN: usize = 8 << 10;
 pub const CHUNK_AVG: usize = 16 << 10;
 pub const CHUNK_MAX: usize = 64 << 10;
 /// Chunk references per `Chunks` frame: 16384 × 36 bytes ≈ 590 KiB, well under [`MAX_FRAME`].
