@@ -272,7 +272,8 @@ async fn a_realistic_namespace_moves_with_its_data() {
     // Every volume's tree equals the source's, walked on both sides (not the mover's word for it).
     let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
     let transfers = vts.list(&ListParams::default()).await.expect("vts").items;
-    assert_eq!(transfers.len(), 2);
+    // Three volumes, two of them the database StatefulSet's (data and WAL).
+    assert_eq!(transfers.len(), 3);
     for vt in &transfers {
         let st = vt.status.clone().expect("vt status");
         assert!(st.final_pass && st.pass >= 2, "{st:?}");
@@ -291,7 +292,7 @@ async fn a_realistic_namespace_moves_with_its_data() {
         assert!(ta.len() > 40, "{claim}: {} entries", ta.len());
         assert_eq!(ta, tb, "{claim}: trees differ");
     }
-    assert_eq!(s.volumes.len(), 2);
+    assert_eq!(s.volumes.len(), 3);
     assert!(s.volumes.iter().all(|v| v.root_hash.is_some()));
     // The movers' pods, services, certificates and cache claims are gone from both clusters.
     eventually("mover objects removed", || async {
@@ -428,7 +429,7 @@ async fn copy_leaves_the_source_untouched_and_plan_touches_nothing() {
     assert!(
         s.plan
             .as_ref()
-            .is_some_and(|p| p.objects >= 16 && p.volumes == 2)
+            .is_some_and(|p| p.objects >= 16 && p.volumes == 3)
     );
     assert!(s.cost.as_ref().and_then(|c| c.estimated.as_ref()).is_some());
     let in_target = Api::<Deployment>::namespaced(sb.dst.clone(), "sante")
@@ -493,7 +494,7 @@ async fn copy_leaves_the_source_untouched_and_plan_touches_nothing() {
         replicas(&sb.dst, "Deployment", "dossier-api").await,
         Some(3)
     );
-    for claim in ["dossier-documents", "data-dossier-db-0"] {
+    for claim in ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"] {
         let a = sb
             .source
             .volume_path("sante", claim)
@@ -727,7 +728,8 @@ async fn killed_at_every_phase_boundary_and_mid_step_it_still_completes_once() {
         pods.items.iter().map(|p| p.name_any()).collect::<Vec<_>>()
     );
     let transfers = vts.list(&ListParams::default()).await.expect("vts").items;
-    assert_eq!(transfers.len(), 2);
+    // Three volumes, two of them the database StatefulSet's (data and WAL).
+    assert_eq!(transfers.len(), 3);
     for vt in &transfers {
         let st = vt.status.clone().expect("status");
         assert_eq!(st.source_root_hash, st.target_root_hash);
@@ -1074,7 +1076,7 @@ async fn snapshot_consistency_copies_each_pass_from_a_snapshot_and_leaves_nothin
         "{:?}",
         w.status.as_ref().and_then(|s| s.message.clone())
     );
-    for claim in ["dossier-documents", "data-dossier-db-0"] {
+    for claim in ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"] {
         let a = sb
             .source
             .volume_path("sante", claim)
@@ -1088,7 +1090,8 @@ async fn snapshot_consistency_copies_each_pass_from_a_snapshot_and_leaves_nothin
     // Each pass read its own snapshot of its own claim, taken once: a pre-copy and a final pass
     // per volume.
     let transfers = vts.list(&ListParams::default()).await.expect("vts").items;
-    assert_eq!(transfers.len(), 2);
+    // Three volumes, two of them the database StatefulSet's (data and WAL).
+    assert_eq!(transfers.len(), 3);
     let snaps = seen_snapshots.lock().expect("lock").clone();
     let senders = seen_senders.lock().expect("lock").clone();
     for vt in &transfers {
@@ -1350,7 +1353,7 @@ async fn the_senders_stat_cache_spares_later_passes_reading_unchanged_files() {
         "{:?}",
         w.status.as_ref().and_then(|s| s.message.clone())
     );
-    for claim in ["dossier-documents", "data-dossier-db-0"] {
+    for claim in ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"] {
         let a = sb
             .source
             .volume_path("sante", claim)
@@ -1532,7 +1535,7 @@ async fn a_namespace_that_refuses_the_movers_pods_is_said_and_the_copy_resumes_o
         "{:?}",
         w.status.as_ref().and_then(|s| s.message.clone())
     );
-    for claim in ["dossier-documents", "data-dossier-db-0"] {
+    for claim in ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"] {
         let a = sb.source.volume_path("sante", claim).expect("source");
         let b = sb.target.volume_path("sante", claim).expect("target");
         assert_eq!(tree(&a), tree(&b), "{claim}");

@@ -47,14 +47,14 @@ fn the_sandbox_migration_completes_and_shows_what_moved() {
         );
     }
     assert!(out.contains("The migration completed in"), "{out}");
-    assert!(out.contains("17 objects, 2 volumes"), "{out}");
-    assert!(out.contains("17 of 17 applied in the target"), "{out}");
+    assert!(out.contains("18 objects, 3 volumes"), "{out}");
+    assert!(out.contains("18 of 18 applied in the target"), "{out}");
     assert!(
         out.contains("rewrite-images") && out.contains("drop-cloud-identity"),
         "{out}"
     );
     // Both volumes, each verified with the same root hash on both sides.
-    for pvc in ["dossier-documents", "data-dossier-db-0"] {
+    for pvc in ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"] {
         let hash =
             root_hash_of(&out, pvc).unwrap_or_else(|| panic!("no root hash for {pvc}:\n{out}"));
         assert!(

@@ -177,7 +177,28 @@ async fn apply(w: Arc<SovereignWorkload>, ctx: &Context) -> Result<Action> {
                 let fx = ctx.fx().await;
                 let (estimate, budget) = price(&w, &refs, &p, &fx);
                 decision = after_plan(&w, decision, &p, budget.as_ref());
-                if decision.phase == Phase::Replicating {
+                if decision.phase == Phase::Replicating && old.phase != Some(Phase::Replicating) {
+                    // The decision (and the approval it rests on) is recorded before it is acted
+                    // on: a reconcile cut short while applying then leaves a status that says
+                    // what is under way, not the phase before it.
+                    let message = format!(
+                        "replication starting: {} object(s) and {} volume(s) to copy",
+                        p.objects.len(),
+                        p.volumes.len()
+                    );
+                    decision
+                        .conditions
+                        .retain(|c| ![READY, RECONCILING, STALLED].contains(&c.type_));
+                    decision.conditions.extend(kstatus(
+                        false,
+                        "ReplicationStarting",
+                        &message,
+                        true,
+                        false,
+                    ));
+                    decision.message = message;
+                    requeue = Some(Duration::from_millis(100));
+                } else if decision.phase == Phase::Replicating {
                     let already = old.plan.as_ref().and_then(|o| o.applied_hash.as_deref())
                         == Some(p.hash.as_str());
                     let (d, results) = replicate(&w, &refs, ctx, decision, &p, already).await;

@@ -43,6 +43,8 @@ pub fn seed_application(source: &SimCluster) -> Result<(), SandboxError> {
                "subjects": [{"kind": "ServiceAccount", "name": "dossier-api", "namespace": "sante"}]}),
         json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data-dossier-db-0", "namespace": "sante", "labels": labels},
                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "20Gi"}}}}),
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "wal-dossier-db-0", "namespace": "sante", "labels": labels},
+               "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "5Gi"}}}}),
         json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "dossier-documents", "namespace": "sante", "labels": labels},
                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "50Gi"}}}}),
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dossier-api", "namespace": "sante", "labels": labels,
@@ -66,8 +68,10 @@ pub fn seed_application(source: &SimCluster) -> Result<(), SandboxError> {
                         "template": {"metadata": {"labels": {"app": "dossier-db"}}, "spec": {
                             "containers": [{"name": "postgres", "image": format!("{ecr}/mirror/postgres:16.4"),
                                             "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
-                                            "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}]}]}},
-                        "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "20Gi"}}}}]}}),
+                                            "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                                                             {"name": "wal", "mountPath": "/var/lib/postgresql/wal"}]}]}},
+                        "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "20Gi"}}}},
+                                                 {"metadata": {"name": "wal"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "5Gi"}}}}]}}),
         // A node agent shipping the application's logs: stopped with the source at cutover (a
         // DaemonSet has no replica count; it is held by a node selector no node matches).
         json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "dossier-log-agent", "namespace": "sante", "labels": labels},

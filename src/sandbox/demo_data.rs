@@ -9,7 +9,11 @@ use std::time::Duration;
 use super::{SandboxError, SimCluster};
 
 /// The claims that get data, with the share of the total each gets.
-const CLAIMS: [(&str, u64); 2] = [("data-dossier-db-0", 70), ("dossier-documents", 30)];
+const CLAIMS: [(&str, u64); 3] = [
+    ("data-dossier-db-0", 60),
+    ("wal-dossier-db-0", 10),
+    ("dossier-documents", 30),
+];
 
 /// Parse a size such as `64MiB`, `1GiB`, `500k`, `0` (binary or decimal suffixes, optional `B`).
 pub fn parse_size(s: &str) -> Result<u64, String> {

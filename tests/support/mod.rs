@@ -73,7 +73,7 @@ pub async fn start(patch: Value) -> Sandbox {
 impl Sandbox {
     /// Files in every source volume: text, a CSV, a binary blob, a symlink, an empty directory.
     async fn write_files(&self) {
-        for claim in ["dossier-documents", "data-dossier-db-0"] {
+        for claim in ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"] {
             let dir = eventually(&format!("source PVC {claim} bound"), || async {
                 self.source.volume_path("sante", claim)
             })

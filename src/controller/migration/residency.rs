@@ -33,6 +33,18 @@ pub fn narrow_to_workload(inv: &mut Inventory) {
     }
 }
 
+/// Leaves out the migration's own data-mover objects (receiver pods and Services, labelled with
+/// their VolumeTransfer): they are removed once the data is verified, but may still be there
+/// when the workload is judged, and they are the operator's, not the workload's. Pure.
+pub fn without_movers(inv: &mut Inventory) {
+    let mover = |labels: Option<&std::collections::BTreeMap<String, String>>| {
+        labels.is_some_and(|l| l.contains_key(crate::api::workload::keys::TRANSFER))
+    };
+    inv.pods.retain(|p| !mover(p.metadata.labels.as_ref()));
+    inv.services.retain(|s| !mover(s.metadata.labels.as_ref()));
+    inv.claims.retain(|c| !mover(c.metadata.labels.as_ref()));
+}
+
 /// Evaluates what runs in the target namespace. A cluster that cannot be read is `Unknown`, never
 /// compliant.
 pub async fn check(
@@ -54,6 +66,7 @@ pub async fn check(
     };
     match collect::collect(target, &[namespace.to_string()]).await {
         Ok(mut inv) => {
+            without_movers(&mut inv);
             narrow_to_workload(&mut inv);
             let e = evaluate::evaluate(&inv, declared, policy, catalog);
             let mut findings = e.findings.clone();
@@ -116,4 +129,40 @@ pub fn condition(r: &ResidencyStatus) -> Vec<Desired> {
         Verdict::NonCompliant => Desired::new(RESIDENCY_COMPLIANT, false, "Drifted", head),
         Verdict::Unknown => Desired::new(RESIDENCY_COMPLIANT, Status::Unknown, "Unknown", head),
     }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+
+    fn pod(name: &str, labels: &[(&str, &str)], node: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<std::collections::BTreeMap<_, _>>()},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn the_movers_pods_are_not_the_workloads() {
+        let mut inv = Inventory {
+            pods: vec![
+                pod("api-1", &[("app", "api")], "qc-1"),
+                pod(
+                    "t-recv",
+                    &[(crate::api::workload::keys::TRANSFER, "t")],
+                    "qc-2",
+                ),
+            ],
+            ..Inventory::default()
+        };
+        without_movers(&mut inv);
+        let names: Vec<_> = inv
+            .pods
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        assert_eq!(names, ["api-1"]);
+    }
 }
