@@ -28,6 +28,22 @@ pub fn file_hash(chunks: &[ChunkRef]) -> Hash {
     *h.finalize().as_bytes()
 }
 
+/// The length of the chunk that starts `data` (never 0, never past its end): one place for the
+/// chunking parameters, which sender and receiver must apply identically.
+fn next_cut(data: &[u8], (mask_s, mask_l): (u64, u64)) -> usize {
+    let (_, count) = cut(
+        data,
+        CHUNK_MIN,
+        CHUNK_AVG,
+        CHUNK_MAX,
+        mask_s,
+        mask_l,
+        mask_s << 1,
+        mask_l << 1,
+    );
+    count.max(1).min(data.len())
+}
+
 pub fn chunk_hash(data: &[u8]) -> Hash {
     *blake3::hash(data).as_bytes()
 }
@@ -35,21 +51,11 @@ pub fn chunk_hash(data: &[u8]) -> Hash {
 /// Chunks and hashes a file already in memory (the same cut points as [`digest`]: a cut never
 /// looks further than a maximal chunk ahead).
 pub fn digest_bytes(data: &[u8]) -> FileDigest {
-    let (mask_s, mask_l) = select_masks(CHUNK_AVG, Normalization::Level1);
+    let masks = select_masks(CHUNK_AVG, Normalization::Level1);
     let mut chunks = Vec::with_capacity(data.len() / CHUNK_AVG + 1);
     let mut start = 0usize;
     while start < data.len() {
-        let (_, count) = cut(
-            &data[start..],
-            CHUNK_MIN,
-            CHUNK_AVG,
-            CHUNK_MAX,
-            mask_s,
-            mask_l,
-            mask_s << 1,
-            mask_l << 1,
-        );
-        let count = count.max(1).min(data.len() - start);
+        let count = next_cut(&data[start..], masks);
         chunks.push(ChunkRef {
             hash: chunk_hash(&data[start..start + count]),
             len: count as u32,
@@ -90,17 +96,7 @@ pub fn digest(mut reader: impl Read, buf: &mut Vec<u8>) -> io::Result<FileDigest
         if start == end {
             break;
         }
-        let (_, count) = cut(
-            &buf[start..end],
-            CHUNK_MIN,
-            CHUNK_AVG,
-            CHUNK_MAX,
-            mask_s,
-            mask_l,
-            mask_s << 1,
-            mask_l << 1,
-        );
-        let count = count.max(1).min(end - start);
+        let count = next_cut(&buf[start..end], (mask_s, mask_l));
         let data = &buf[start..start + count];
         chunks.push(ChunkRef {
             hash: chunk_hash(data),
@@ -117,10 +113,11 @@ pub fn digest(mut reader: impl Read, buf: &mut Vec<u8>) -> io::Result<FileDigest
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    /// Incompressible bytes from a seed (xorshift), for the mover's unit tests.
+    pub(crate) fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
         let mut x = seed | 1;
         (0..len)
             .map(|_| {

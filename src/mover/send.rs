@@ -1256,17 +1256,7 @@ mod tests {
     use super::*;
     use crate::mover::chunk::chunk_hash;
 
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::mover::chunk::tests::pseudo_random as noise;
 
     /// Hashes `path` like the pool does, rewrites the file, then sends every chunk: returns the
     /// chunk list and the payloads that went out.
