@@ -142,6 +142,13 @@ async fn wait_refused(
     Ok(Action::requeue(Duration::from_secs(30)))
 }
 
+/// Publishes an Event on the transfer; a failure to record it is logged, never a reconcile error.
+async fn publish(ctx: &Context, vt: &VolumeTransfer, ev: &Event) {
+    if let Err(e) = ctx.transfer_recorder.publish(ev, &vt.object_ref(&())).await {
+        warn!(error = %e, reason = %ev.reason, "cannot publish Event");
+    }
+}
+
 fn now() -> Time {
     Time(Timestamp::now())
 }
@@ -194,13 +201,7 @@ async fn write(vt: &VolumeTransfer, ctx: &Context, new: &VolumeTransferStatus) -
             action: "Transfer".into(),
             secondary: None,
         };
-        if let Err(e) = ctx
-            .transfer_recorder
-            .publish(&ev, &vt.object_ref(&()))
-            .await
-        {
-            warn!(error = %e, "cannot publish Event");
-        }
+        publish(ctx, vt, &ev).await;
     }
     Ok(())
 }
@@ -702,13 +703,7 @@ async fn note_cache(
         action: "Transfer".into(),
         secondary: None,
     };
-    if let Err(e) = ctx
-        .transfer_recorder
-        .publish(&ev, &vt.object_ref(&()))
-        .await
-    {
-        warn!(error = %e, "cannot publish Event");
-    }
+    publish(ctx, vt, &ev).await;
 }
 
 /// Records a failed attempt: the next reconcile starts a fresh sender, which resumes from what the
