@@ -494,17 +494,7 @@ async fn copy_leaves_the_source_untouched_and_plan_touches_nothing() {
         replicas(&sb.dst, "Deployment", "dossier-api").await,
         Some(3)
     );
-    for claim in ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"] {
-        let a = sb
-            .source
-            .volume_path("sante", claim)
-            .expect("source volume");
-        let b = sb
-            .target
-            .volume_path("sante", claim)
-            .expect("target volume");
-        assert_eq!(tree(&a), tree(&b), "{claim}");
-    }
+    sb.assert_volumes_equal();
     let _ = stop.send(());
     let _ = op.await;
     sb.shutdown().await;
@@ -1076,17 +1066,7 @@ async fn snapshot_consistency_copies_each_pass_from_a_snapshot_and_leaves_nothin
         "{:?}",
         w.status.as_ref().and_then(|s| s.message.clone())
     );
-    for claim in ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"] {
-        let a = sb
-            .source
-            .volume_path("sante", claim)
-            .expect("source volume");
-        let b = sb
-            .target
-            .volume_path("sante", claim)
-            .expect("target volume");
-        assert_eq!(tree(&a), tree(&b), "{claim}");
-    }
+    sb.assert_volumes_equal();
     // Each pass read its own snapshot of its own claim, taken once: a pre-copy and a final pass
     // per volume.
     let transfers = vts.list(&ListParams::default()).await.expect("vts").items;
@@ -1353,17 +1333,7 @@ async fn the_senders_stat_cache_spares_later_passes_reading_unchanged_files() {
         "{:?}",
         w.status.as_ref().and_then(|s| s.message.clone())
     );
-    for claim in ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"] {
-        let a = sb
-            .source
-            .volume_path("sante", claim)
-            .expect("source volume");
-        let b = sb
-            .target
-            .volume_path("sante", claim)
-            .expect("target volume");
-        assert_eq!(tree(&a), tree(&b), "{claim}");
-    }
+    sb.assert_volumes_equal();
 
     // Each pass's verified sender: the files it took from the cache, and whether it had one.
     let verified = |transfer: &str, pass: i32| -> (u64, bool) {
@@ -1535,11 +1505,7 @@ async fn a_namespace_that_refuses_the_movers_pods_is_said_and_the_copy_resumes_o
         "{:?}",
         w.status.as_ref().and_then(|s| s.message.clone())
     );
-    for claim in ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"] {
-        let a = sb.source.volume_path("sante", claim).expect("source");
-        let b = sb.target.volume_path("sante", claim).expect("target");
-        assert_eq!(tree(&a), tree(&b), "{claim}");
-    }
+    sb.assert_volumes_equal();
     let _ = stop.send(());
     let _ = op.await;
     sb.shutdown().await;

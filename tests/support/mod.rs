@@ -16,6 +16,9 @@ use sovereign::controller::{RunArgs, run_with};
 use sovereign::sandbox::{SimCluster, SimOptions, demo, seed};
 use sovereign::telemetry::logging::LogFormat;
 
+/// The demo application's claims in namespace `sante` (the database's data and WAL, the documents).
+pub const CLAIMS: [&str; 3] = ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"];
+
 pub struct Sandbox {
     pub source: SimCluster,
     pub target: SimCluster,
@@ -73,7 +76,7 @@ pub async fn start(patch: Value) -> Sandbox {
 impl Sandbox {
     /// Files in every source volume: text, a CSV, a binary blob, a symlink, an empty directory.
     async fn write_files(&self) {
-        for claim in ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"] {
+        for claim in CLAIMS {
             let dir = eventually(&format!("source PVC {claim} bound"), || async {
                 self.source.volume_path("sante", claim)
             })
@@ -153,6 +156,21 @@ impl Sandbox {
             }
         });
         (tx, task)
+    }
+
+    /// Every claim's tree in the target equals the source's, walked on both sides.
+    pub fn assert_volumes_equal(&self) {
+        for claim in CLAIMS {
+            let a = self
+                .source
+                .volume_path("sante", claim)
+                .expect("source volume");
+            let b = self
+                .target
+                .volume_path("sante", claim)
+                .expect("target volume");
+            assert_eq!(tree(&a), tree(&b), "{claim}");
+        }
     }
 
     pub async fn shutdown(self) {
