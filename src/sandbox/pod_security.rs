@@ -43,6 +43,16 @@ fn cname(c: &Value) -> &str {
     c["name"].as_str().unwrap_or_default()
 }
 
+/// What follows a noun in the real message: ` "a"` for one, `s "a", "b"` for several (so
+/// `container "a"`, `containers "a", "b"`).
+fn names(names: &[&str]) -> String {
+    format!(
+        "{} {}",
+        if names.len() > 1 { "s" } else { "" },
+        quoted(names)
+    )
+}
+
 fn quoted(names: &[&str]) -> String {
     names
         .iter()
@@ -74,9 +84,8 @@ pub fn violations(level: &str, pod: &Value) -> Vec<String> {
         .collect();
     if !privileged.is_empty() {
         out.push(format!(
-            "privileged (container{} {} must not set securityContext.privileged=true)",
-            if privileged.len() > 1 { "s" } else { "" },
-            quoted(&privileged)
+            "privileged (container{} must not set securityContext.privileged=true)",
+            names(privileged.as_slice())
         ));
     }
     let allowed: &[&str] = if level == "restricted" {
@@ -97,9 +106,8 @@ pub fn violations(level: &str, pod: &Value) -> Vec<String> {
             .collect();
         if !no_drop.is_empty() {
             cap_details.push(format!(
-                "container{} {} must set securityContext.capabilities.drop=[\"ALL\"]",
-                if no_drop.len() > 1 { "s" } else { "" },
-                quoted(&no_drop)
+                "container{} must set securityContext.capabilities.drop=[\"ALL\"]",
+                names(no_drop.as_slice())
             ));
         }
     }
@@ -139,9 +147,8 @@ pub fn violations(level: &str, pod: &Value) -> Vec<String> {
         .unwrap_or_default();
     if !host_path.is_empty() {
         out.push(format!(
-            "hostPath volumes (volume{} {})",
-            if host_path.len() > 1 { "s" } else { "" },
-            quoted(&host_path)
+            "hostPath volumes (volume{})",
+            names(host_path.as_slice())
         ));
     }
     if level != "restricted" {
@@ -154,9 +161,8 @@ pub fn violations(level: &str, pod: &Value) -> Vec<String> {
         .collect();
     if !escalating.is_empty() {
         out.push(format!(
-            "allowPrivilegeEscalation != false (container{} {} must set securityContext.allowPrivilegeEscalation=false)",
-            if escalating.len() > 1 { "s" } else { "" },
-            quoted(&escalating)
+            "allowPrivilegeEscalation != false (container{} must set securityContext.allowPrivilegeEscalation=false)",
+            names(escalating.as_slice())
         ));
     }
     let pod_non_root = spec["securityContext"]["runAsNonRoot"].as_bool();
@@ -170,9 +176,8 @@ pub fn violations(level: &str, pod: &Value) -> Vec<String> {
         .collect();
     if !not_non_root.is_empty() {
         out.push(format!(
-            "runAsNonRoot != true (pod or container{} {} must set securityContext.runAsNonRoot=true)",
-            if not_non_root.len() > 1 { "s" } else { "" },
-            quoted(&not_non_root)
+            "runAsNonRoot != true (pod or container{} must set securityContext.runAsNonRoot=true)",
+            names(not_non_root.as_slice())
         ));
     }
     let root_user: Vec<&str> = cs
@@ -182,9 +187,8 @@ pub fn violations(level: &str, pod: &Value) -> Vec<String> {
         .collect();
     if spec["securityContext"]["runAsUser"].as_i64() == Some(0) || !root_user.is_empty() {
         out.push(format!(
-            "runAsUser=0 (container{} {} must not set runAsUser=0)",
-            if root_user.len() > 1 { "s" } else { "" },
-            quoted(&root_user)
+            "runAsUser=0 (container{} must not set runAsUser=0)",
+            names(root_user.as_slice())
         ));
     }
     let pod_seccomp = spec["securityContext"]["seccompProfile"]["type"].as_str();
@@ -200,9 +204,8 @@ pub fn violations(level: &str, pod: &Value) -> Vec<String> {
         .collect();
     if !no_seccomp.is_empty() {
         out.push(format!(
-            "seccompProfile (pod or container{} {} must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")",
-            if no_seccomp.len() > 1 { "s" } else { "" },
-            quoted(&no_seccomp)
+            "seccompProfile (pod or container{} must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")",
+            names(no_seccomp.as_slice())
         ));
     }
     out
