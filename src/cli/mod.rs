@@ -37,4 +37,8 @@ pub enum Command {
     Sandbox(crate::sandbox::cli::SandboxArgs),
     /// The data mover: certificates, send and receive.
     Mover(crate::mover::cli::MoverArgs),
+    /// Run a program for the sandbox, ending it when the sandbox is gone (internal).
+    #[cfg(feature = "sandbox")]
+    #[command(hide = true)]
+    Supervise(crate::sandbox::supervise::SuperviseArgs),
 }

@@ -10,8 +10,17 @@
 //! create pods, the scheduler places them, volumes bind to real directories, Services get
 //! addresses and a proxy, and the kubelet runs the project's own image as real processes.
 
+pub mod agent;
 pub mod api;
 pub mod apply;
+pub mod cluster;
+pub mod controlplane;
+pub mod network;
+pub mod objects;
+pub mod process;
+pub mod profiles;
+pub mod storage;
+pub mod supervise;
 pub mod cli;
 pub mod controllers;
 pub mod demo;
