@@ -73,6 +73,7 @@ fn args(identity: &str) -> RunArgs {
         mover_image: sovereign::controller::context::DEFAULT_MOVER_IMAGE.into(),
         fx_configmap: None,
         residency_recheck: std::time::Duration::from_secs(300),
+        watch_label_selector: None,
     }
 }
 

@@ -58,11 +58,11 @@ pub struct ResidencyPolicySpec {
     #[serde(default)]
     pub enforcement: Enforcement,
     /// ISO 3166 codes where compute and volumes may be: a country (`CA`) or a subdivision (`CA-QC`).
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), inner(length(max = 16)))]
     #[x_kube(validation = Rule::new("self.all(l, l.matches('^[A-Z]{2}(-[A-Z0-9]{1,3})?$'))").message("allowedLocations entries must be ISO 3166 codes such as CA or CA-QC"))]
     pub allowed_locations: Vec<String>,
     /// ISO 3166-1 alpha-2 codes of the countries whose law may govern the cluster's operator.
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), inner(length(max = 16)))]
     #[x_kube(validation = Rule::new("self.all(j, j.matches('^[A-Z]{2}$'))").message("allowedJurisdictions entries must be ISO 3166-1 alpha-2 country codes such as CA"))]
     pub allowed_jurisdictions: Vec<String>,
     /// Accept providers whose parent company is foreign even when they are located in an allowed
@@ -71,13 +71,13 @@ pub struct ResidencyPolicySpec {
     pub allow_foreign_controlled_providers: bool,
     /// Registry hosts images may come from, beyond those that pass the location/jurisdiction test.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 128))]
+    #[schemars(length(max = 128), inner(length(max = 255)))]
     #[x_kube(validation = Rule::new("self.all(r, size(r) > 0 && !r.contains('://'))").message("allowedRegistries entries are registry hosts (optionally with a path), without a scheme"))]
     pub allowed_registries: Vec<String>,
     /// Host patterns (`*.example.com`) the workload's configuration must not name, beyond the
     /// catalog's foreign-cloud endpoints.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), inner(length(max = 253)))]
     #[x_kube(validation = Rule::new("self.all(h, size(h) > 0 && !h.contains('://'))").message("forbiddenEndpoints entries are host patterns such as *.s3.amazonaws.com, without a scheme"))]
     pub forbidden_endpoints: Vec<String>,
     /// Workloads under this policy must carry a privacy-impact-assessment reference (Québec Law 25).

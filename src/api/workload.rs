@@ -123,12 +123,12 @@ pub struct Source {
     pub selector: Option<LabelSelector>,
     /// Kinds to move; empty means every kind the workload uses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(max = 317)))]
     #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Z][A-Za-z0-9]*(\\\\.[a-z0-9.-]+)?$'))").message("includeKinds entries are Kinds such as Deployment, or Kind.group such as Widget.example.com"))]
     pub include_kinds: Vec<String>,
     /// Kinds never moved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(max = 317)))]
     #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Z][A-Za-z0-9]*(\\\\.[a-z0-9.-]+)?$'))").message("excludeKinds entries are Kinds such as Event, or Kind.group such as Widget.example.com"))]
     pub exclude_kinds: Vec<String>,
 }
@@ -189,7 +189,6 @@ pub struct ObjectPatch {
 
 /// One RFC 6902 operation.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("(self.op in ['add', 'replace', 'test']) == has(self.value)").message("add, replace and test need a value; remove, move and copy take none"))]
 #[x_kube(validation = Rule::new("(self.op in ['move', 'copy']) == has(self.from)").message("move and copy need from; other operations take none"))]
 #[serde(rename_all = "camelCase")]
 pub struct PatchOperation {

@@ -83,6 +83,34 @@ pub struct RunArgs {
     /// The image of the mover pods (this project's own image).
     #[arg(long, env = "SOVEREIGN_MOVER_IMAGE", default_value = context::DEFAULT_MOVER_IMAGE)]
     pub mover_image: String,
+    /// Serve only the SovereignClusters, SovereignWorkloads and VolumeTransfers this label
+    /// selector matches (sharding: several operators, each with its own selector, on one
+    /// cluster). A workload's VolumeTransfers carry the workload's labels, so they follow it.
+    #[arg(long, env = "SOVEREIGN_WATCH_LABEL_SELECTOR")]
+    pub watch_label_selector: Option<String>,
+}
+
+impl RunArgs {
+    /// The flags' defaults, for an operator embedded in another program (the sandbox, tests):
+    /// metrics on an ephemeral loopback port, no leader election.
+    pub fn embedded(identity: &str) -> RunArgs {
+        RunArgs {
+            metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            log_format: LogFormat::Text,
+            leader_elect: false,
+            lease_name: "sovereign-operator".into(),
+            namespace: "sovereign-system".into(),
+            identity: Some(identity.into()),
+            secret_namespaces: vec![],
+            cluster_policy: "quebec-strict".into(),
+            catalog_configmap: None,
+            concurrency: 4,
+            residency_recheck: std::time::Duration::from_secs(300),
+            fx_configmap: None,
+            mover_image: context::DEFAULT_MOVER_IMAGE.into(),
+            watch_label_selector: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +131,12 @@ pub enum RunError {
     Lease(String),
     #[error("lost the leader Lease; exiting so that a fresh start competes again")]
     LeadershipLost,
+    #[error("the API server refuses the watch label selector {selector:?}: {source}")]
+    Selector {
+        selector: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -171,7 +205,7 @@ pub async fn run_with(
         stopped(),
     ));
 
-    preflight(&client).await?;
+    preflight(&client, args.watch_label_selector.as_deref()).await?;
     health.set_ready(true);
 
     let identity = args.identity.clone().unwrap_or_else(default_identity);
@@ -249,12 +283,22 @@ fn default_identity() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-async fn preflight(client: &Client) -> Result<(), RunError> {
+async fn preflight(client: &Client, selector: Option<&str>) -> Result<(), RunError> {
     let api: Api<SovereignWorkload> = Api::all(client.clone());
     api.list(&kube::api::ListParams::default().limit(1))
         .await
-        .map(|_| ())
-        .map_err(|e| RunError::CrdsMissing(e.to_string()))
+        .map_err(|e| RunError::CrdsMissing(e.to_string()))?;
+    // The API server is the judge of a selector's syntax: a bad one stops the start, not every
+    // watch afterwards.
+    if let Some(sel) = selector {
+        api.list(&kube::api::ListParams::default().limit(1).labels(sel))
+            .await
+            .map_err(|source| RunError::Selector {
+                selector: sel.to_string(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 async fn run_controllers(
@@ -265,6 +309,11 @@ async fn run_controllers(
     until: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let wc = watcher::Config::default();
+    // What this operator serves (its shard); policies and Secrets are only read, by name.
+    let served = match &args.watch_label_selector {
+        Some(sel) => watcher::Config::default().labels(sel),
+        None => watcher::Config::default(),
+    };
     let config = ControllerConfig::default().concurrency(args.concurrency);
 
     // Policies are only read: a reflector keeps them cached.
@@ -274,10 +323,11 @@ async fn run_controllers(
         .reflect(policy_writer)
         .applied_objects();
 
-    let cluster_ctl = Controller::new(Api::<SovereignCluster>::all(client.clone()), wc.clone())
+    let cluster_ctl = Controller::new(Api::<SovereignCluster>::all(client.clone()), served.clone())
         .with_config(config.clone());
-    let workload_ctl = Controller::new(Api::<SovereignWorkload>::all(client.clone()), wc.clone())
-        .with_config(config);
+    let workload_ctl =
+        Controller::new(Api::<SovereignWorkload>::all(client.clone()), served.clone())
+            .with_config(config);
     let clusters = cluster_ctl.store();
     let workloads = workload_ctl.store();
 
@@ -351,10 +401,10 @@ async fn run_controllers(
     let by_cluster = workloads.clone();
     let by_policy = workloads.clone();
     let workloads_fut = workload_ctl
-        .owns(Api::<VolumeTransfer>::all(client.clone()), wc.clone())
+        .owns(Api::<VolumeTransfer>::all(client.clone()), served.clone())
         .watches(
             Api::<SovereignCluster>::all(client.clone()),
-            wc.clone(),
+            served.clone(),
             move |c: SovereignCluster| {
                 workload::workloads_using_cluster(&by_cluster, &c.name_any())
             },
@@ -368,10 +418,7 @@ async fn run_controllers(
         .run(workload::reconcile, workload::error_policy, ctx.clone())
         .for_each(|r| async move { log_result(r) });
 
-    let transfers_fut = Controller::new(
-        Api::<VolumeTransfer>::all(client.clone()),
-        watcher::Config::default(),
-    )
+    let transfers_fut = Controller::new(Api::<VolumeTransfer>::all(client.clone()), served)
     .with_config(ControllerConfig::default().concurrency(args.concurrency))
     .graceful_shutdown_on(stop())
     .run(transfer::reconcile, transfer::error_policy, ctx.clone())

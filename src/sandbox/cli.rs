@@ -1,16 +1,21 @@
-//! `sovereign sandbox`: two simulated clusters (`source`, an EKS cluster in us-east-1, and
-//! `target`, in Québec), a kubeconfig for them, the sample application migrated by the operator
-//! running in this process with its progress shown live, then served until Ctrl-C (or, with
-//! `--exit-when-done`, the migration's outcome as the exit code).
+//! `sovereign sandbox`: two real clusters on loopback (`source`, an EKS cluster in us-east-1,
+//! and `target`, in Québec: upstream etcd, kube-apiserver, kube-controller-manager and
+//! kube-scheduler each, with the node agent), a kubeconfig for them, the sample application
+//! migrated by the operator running in this process with its progress shown live, then served
+//! until Ctrl-C (or, with `--exit-when-done`, the migration's outcome as the exit code). A second
+//! start on the same `--dir` resumes both clusters as they were.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::BinaryBytes;
+use kube::Api;
 
+use super::controlplane::binaries::{self, Binaries};
+use super::demo::Names;
 use super::progress::Board;
-use super::{SandboxError, SimCluster, SimOptions, demo, demo_data, seed, write_kubeconfig};
+use super::{Cluster, ClusterOptions, SandboxError, demo, demo_data, profiles, write_kubeconfig};
+use crate::api::SovereignWorkload;
 
 #[derive(clap::Args, Debug)]
 pub struct SandboxArgs {
@@ -28,12 +33,17 @@ pub struct SandboxArgs {
     /// Where to write the kubeconfig (default: <dir>/kubeconfig).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
-    /// Port of the source cluster (0 picks a free one).
+    /// Port of the source cluster's API server on its own loopback address (0: 6443).
     #[arg(long, default_value_t = 0)]
     pub source_port: u16,
-    /// Port of the target cluster (0 picks a free one).
+    /// Port of the target cluster's API server on its own loopback address (0: 6443).
     #[arg(long, default_value_t = 0)]
     pub target_port: u16,
+    /// A directory with etcd, kube-apiserver, kube-controller-manager and kube-scheduler to run
+    /// instead of the ones built from the pinned modules (such as setup-envtest's, plus the two
+    /// controllers).
+    #[arg(long, env = binaries::BIN_ENV)]
+    pub control_plane_bin: Option<PathBuf>,
     /// Exit when the migration ends: 0 when it completed, non-zero with the reason otherwise.
     #[arg(long)]
     pub exit_when_done: bool,
@@ -56,6 +66,10 @@ pub enum SandboxCliError {
     },
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Binaries(#[from] binaries::BinariesError),
+    #[error("cannot tell where this program is (it supervises the clusters' processes): {0}")]
+    Exe(std::io::Error),
 }
 
 pub fn run(args: &SandboxArgs) -> Result<(), SandboxCliError> {
@@ -72,28 +86,81 @@ pub fn run(args: &SandboxArgs) -> Result<(), SandboxCliError> {
         .with_env_filter(filter)
         .with_writer(board.log_writer())
         .try_init();
-    rt.block_on(serve(args, &mut board))
+    let bins = binaries::locate(args.control_plane_bin.as_deref(), &mut |m| println!("{m}"))?;
+    rt.block_on(serve(args, &bins, &mut board))
 }
 
-async fn serve(args: &SandboxArgs, board: &mut Board) -> Result<(), SandboxCliError> {
-    let source = SimCluster::start_with(
-        "source",
-        SocketAddr::from(([127, 0, 0, 1], args.source_port)),
-        SimOptions::in_dir(&args.dir),
-    )
-    .await?;
-    seed::eks_us_east_1(source.api()).map_err(SandboxError::from)?;
-    let target = SimCluster::start_with(
-        "target",
-        SocketAddr::from(([127, 0, 0, 1], args.target_port)),
-        SimOptions::in_dir(&args.dir),
-    )
-    .await?;
-    if args.target_profile == "ovh-bhs5" {
-        seed::ovh_bhs5(target.api()).map_err(SandboxError::from)?;
-    } else {
-        seed::qc_sovereign(target.api()).map_err(SandboxError::from)?;
+fn options(
+    args: &SandboxArgs,
+    name: &str,
+    profile: &str,
+    port: u16,
+    me: &Path,
+) -> Result<ClusterOptions, SandboxCliError> {
+    let profile = profiles::by_id(profile, 1)
+        .ok_or_else(|| SandboxCliError::MigrationStopped(format!("no profile {profile}")))?;
+    let dir = std::path::absolute(&args.dir)
+        .map_err(|source| SandboxCliError::Write {
+            path: args.dir.clone(),
+            source,
+        })?
+        .join(name);
+    let mut o = ClusterOptions::new(name, profile, &dir, me);
+    o.durable = true;
+    if port != 0 {
+        o.api_port = port;
     }
+    Ok(o)
+}
+
+async fn start_clusters(
+    args: &SandboxArgs,
+    bins: &Binaries,
+) -> Result<(Cluster, Cluster), SandboxCliError> {
+    let me = std::env::current_exe().map_err(SandboxCliError::Exe)?;
+    let source = options(args, "source", "eks-us-east-1", args.source_port, &me)?;
+    let target = options(args, "target", &args.target_profile, args.target_port, &me)?;
+    let started = Instant::now();
+    let (s, t) = tokio::join!(Cluster::start(source, bins), Cluster::start(target, bins));
+    match (s, t) {
+        (Ok(s), Ok(t)) => {
+            let resumed = if s.started_in().1 { " (resumed from the directory)" } else { "" };
+            println!(
+                "Both clusters are ready in {:.1}s{resumed}: Kubernetes {} (etcd, kube-apiserver, kube-controller-manager, kube-scheduler each).",
+                started.elapsed().as_secs_f64(),
+                binaries::KUBERNETES_RELEASE
+            );
+            Ok((s, t))
+        }
+        (Ok(c), Err(e)) | (Err(e), Ok(c)) => {
+            c.shutdown().await;
+            Err(SandboxError::from(e).into())
+        }
+        (Err(e), Err(_)) => Err(SandboxError::from(e).into()),
+    }
+}
+
+async fn serve(
+    args: &SandboxArgs,
+    bins: &Binaries,
+    board: &mut Board,
+) -> Result<(), SandboxCliError> {
+    let (source, target) = start_clusters(args, bins).await?;
+    let kubectl = bins.kubectl().unwrap_or_else(|| PathBuf::from("kubectl"));
+    let result = demo_and_wait(args, &kubectl, &source, &target, board).await;
+    println!("Stopping.");
+    source.shutdown().await;
+    target.shutdown().await;
+    result
+}
+
+async fn demo_and_wait(
+    args: &SandboxArgs,
+    kubectl: &Path,
+    source: &Cluster,
+    target: &Cluster,
+    board: &mut Board,
+) -> Result<(), SandboxCliError> {
     let path = args
         .kubeconfig
         .clone()
@@ -102,7 +169,11 @@ async fn serve(args: &SandboxArgs, board: &mut Board) -> Result<(), SandboxCliEr
         path: args.dir.clone(),
         source,
     })?;
-    write_kubeconfig(&path, &[("source", &source), ("target", &target)], "target").map_err(
+    let entries = [
+        source.kubeconfig_entry("source"),
+        target.kubeconfig_entry("target"),
+    ];
+    write_kubeconfig(&path, &entries, "target").map_err(
         |source| SandboxCliError::Write {
             path: path.clone(),
             source,
@@ -118,7 +189,7 @@ async fn serve(args: &SandboxArgs, board: &mut Board) -> Result<(), SandboxCliEr
     };
     println!("  target  {}  ({profile})", target.url());
     println!("Kubeconfig: {kc} (current context: target)\n");
-    println!("Explore them with the real kubectl:");
+    println!("Explore them with kubectl of the same release ({}):", kubectl.display());
     println!("  export KUBECONFIG={kc}");
     println!("  kubectl get nodes -L topology.kubernetes.io/region,topology.kubernetes.io/zone");
     println!("  kubectl --context source get nodes -o wide");
@@ -127,52 +198,9 @@ async fn serve(args: &SandboxArgs, board: &mut Board) -> Result<(), SandboxCliEr
     println!("  kubectl apply -f crds/ && kubectl get crd");
     let mut operator = None;
     if !args.no_migrate {
-        println!(
-            "\nMigrating SovereignWorkload {}/{} (the operator runs in this process):",
-            demo::WORKLOAD_NAMESPACE,
-            demo::WORKLOAD
-        );
-        demo::seed_application(&source)?;
-        demo_data::write(&source, "sante", args.data_size).await?;
-        println!(
-            "  wrote {} of sample data into the application's volumes",
-            BinaryBytes(args.data_size)
-        );
-        demo::register(&source, &target, &args.target_profile)?;
-        let started = Instant::now();
-        // Ctrl-C while the migration runs stops the sandbox as it would once it is done.
-        let followed = tokio::select! {
-            f = demo::follow(&target, board) => f?,
-            _ = wait_for_signal() => {
-                println!("\nStopping.");
-                source.shutdown().await;
-                target.shutdown().await;
-                return Err(SandboxCliError::MigrationStopped("interrupted".into()));
-            }
-        };
-        let elapsed = started.elapsed();
-        println!();
-        if let Some(s) = &followed.status {
-            demo::print_plan(s);
-        }
-        demo::print_result(&followed);
-        let stopped = match &followed.outcome {
-            demo::Outcome::Completed => {
-                println!(
-                    "\nThe migration completed in {:.1}s: the target serves, the source is kept at zero replicas.",
-                    elapsed.as_secs_f64()
-                );
-                None
-            }
-            demo::Outcome::Stopped(reason) => {
-                println!(
-                    "\nThe migration stopped after {:.1}s: {reason}",
-                    elapsed.as_secs_f64()
-                );
-                Some(reason.clone())
-            }
-        };
-        operator = Some(followed.operator);
+        let (outcome, op) = migrate(args, source, target, board).await?;
+        operator = op;
+        let names = Names::sandbox();
         if args.exit_when_done {
             println!(
                 "\nRun without --exit-when-done to keep both clusters up and explore them with:"
@@ -181,26 +209,17 @@ async fn serve(args: &SandboxArgs, board: &mut Board) -> Result<(), SandboxCliEr
             println!("\nExplore both sides:");
             println!("  export KUBECONFIG={kc}");
         }
-        let ns = demo::WORKLOAD_NAMESPACE;
-        println!(
-            "  kubectl --context source get deploy,sts,ds,cronjob -n sante   # the source, stopped"
-        );
-        println!(
-            "  kubectl get deploy,sts,ds,cronjob,pvc -n sante             # the target, serving"
-        );
+        let (app, ns) = (&names.app, &names.workloads);
+        println!("  kubectl --context source get deploy,sts,ds,cronjob -n {app}   # the source, stopped");
+        println!("  kubectl get deploy,sts,ds,cronjob,pvc -n {}             # the target, serving", names.target_app);
         println!("  kubectl get sw,vt -A");
-        println!("  kubectl describe sw -n {ns} {}", demo::WORKLOAD);
+        println!("  kubectl describe sw -n {ns} {}", names.workload);
         println!("  kubectl get events -n {ns}");
         if args.exit_when_done {
             if let Some(t) = operator {
                 t.abort();
             }
-            source.shutdown().await;
-            target.shutdown().await;
-            return match stopped {
-                None => Ok(()),
-                Some(reason) => Err(SandboxCliError::MigrationStopped(reason)),
-            };
+            return outcome;
         }
     }
     println!("\nPress Ctrl-C to stop.");
@@ -208,10 +227,75 @@ async fn serve(args: &SandboxArgs, board: &mut Board) -> Result<(), SandboxCliEr
     if let Some(t) = operator {
         t.abort();
     }
-    println!("Stopping.");
-    source.shutdown().await;
-    target.shutdown().await;
     Ok(())
+}
+
+/// Seeds the application and registers the workload (unless a previous run on the same
+/// directory did), then follows the operator until the migration settles.
+async fn migrate(
+    args: &SandboxArgs,
+    source: &Cluster,
+    target: &Cluster,
+    board: &mut Board,
+) -> Result<(Result<(), SandboxCliError>, Option<tokio::task::JoinHandle<()>>), SandboxCliError> {
+    let names = Names::sandbox();
+    let (src, dst) = (source.client().await.map_err(SandboxError::from)?, target.client().await.map_err(SandboxError::from)?);
+    println!(
+        "\nMigrating SovereignWorkload {}/{} (the operator runs in this process):",
+        names.workloads, names.workload
+    );
+    let existing = match Api::<SovereignWorkload>::namespaced(dst.clone(), &names.workloads)
+        .get_opt(&names.workload)
+        .await
+    {
+        Ok(w) => w,
+        // No CRD yet: a fresh cluster.
+        Err(kube::Error::Api(s)) if s.is_not_found() => None,
+        Err(e) => return Err(SandboxError::api("reading the workload")(e).into()),
+    };
+    if existing.is_some() {
+        println!("  the workload exists from a previous run on this directory: following it");
+    } else {
+        demo::seed_application(&src, &names).await?;
+        demo_data::write(&src, &names.app, args.data_size).await?;
+        println!(
+            "  wrote {} of sample data into the application's volumes",
+            BinaryBytes(args.data_size)
+        );
+        demo::register(source, &dst, &names, &args.target_profile, &serde_json::json!({})).await?;
+    }
+    let started = Instant::now();
+    // Ctrl-C while the migration runs stops the sandbox as it would once it is done.
+    let followed = tokio::select! {
+        f = demo::follow(&dst, &names, board) => f?,
+        _ = wait_for_signal() => {
+            println!("\nInterrupted.");
+            return Ok((Err(SandboxCliError::MigrationStopped("interrupted".into())), None));
+        }
+    };
+    let elapsed = started.elapsed();
+    println!();
+    if let Some(s) = &followed.status {
+        demo::print_plan(s);
+    }
+    demo::print_result(&followed);
+    let outcome = match &followed.outcome {
+        demo::Outcome::Completed => {
+            println!(
+                "\nThe migration completed in {:.1}s: the target serves, the source is kept at zero replicas.",
+                elapsed.as_secs_f64()
+            );
+            Ok(())
+        }
+        demo::Outcome::Stopped(reason) => {
+            println!(
+                "\nThe migration stopped after {:.1}s: {reason}",
+                elapsed.as_secs_f64()
+            );
+            Err(SandboxCliError::MigrationStopped(reason.clone()))
+        }
+    };
+    Ok((outcome, Some(followed.operator)))
 }
 
 async fn wait_for_signal() {

@@ -1,58 +1,122 @@
 //! The sandbox's migration: a sample government application in the source cluster, the clusters,
 //! policy and workload registered in the target, the operator running in-process, and its progress
-//! shown until the migration completes or stops.
+//! shown until the migration completes or stops. Every name is a parameter (`Names`), so that
+//! the tests can run many such migrations side by side on the same two clusters.
 
 use std::time::Duration;
 
 use indicatif::BinaryBytes;
-use kube::api::ListParams;
-use kube::{Api, ResourceExt};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
-use super::api::WriteOptions;
+use super::objects;
 use super::progress::{Board, short_hash};
-use super::{SandboxError, SimCluster};
+use super::{Cluster, SandboxError};
 use crate::api::{SovereignWorkload, SovereignWorkloadStatus, Verdict, VolumeTransfer};
 use crate::controller::{RunArgs, run_with};
-use crate::telemetry::logging::LogFormat;
+
+/// The field manager of everything the demo puts into the clusters.
+const MANAGER: &str = "sovereign-sandbox";
+/// The label an operator serving one shard selects on (`--watch-label-selector`).
+pub const SHARD_LABEL: &str = "sovereign.dev/shard";
+
+/// The names of one migration's objects.
+#[derive(Clone, Debug)]
+pub struct Names {
+    /// The application's namespace in the source.
+    pub app: String,
+    /// Its namespace in the target.
+    pub target_app: String,
+    /// Where the SovereignWorkload lives (target).
+    pub workloads: String,
+    /// The operator's namespace (target): the source's kubeconfig Secret is there.
+    pub operator: String,
+    pub source_cluster: String,
+    pub target_cluster: String,
+    pub policy: String,
+    pub workload: String,
+    /// The shard label put on this migration's SovereignClusters and workload.
+    pub shard: Option<String>,
+}
+
+impl Names {
+    /// The sandbox's own names (`sovereign sandbox`).
+    pub fn sandbox() -> Names {
+        Names {
+            app: "sante".into(),
+            target_app: "sante".into(),
+            workloads: WORKLOAD_NAMESPACE.into(),
+            operator: "sovereign-system".into(),
+            source_cluster: "aws-us-east-1".into(),
+            target_cluster: "quebec".into(),
+            policy: "quebec-strict".into(),
+            workload: WORKLOAD.into(),
+            shard: None,
+        }
+    }
+
+    /// Names of their own for a test called `id` (a DNS label prefix), in shard `id`.
+    pub fn for_test(id: &str) -> Names {
+        Names {
+            app: format!("{id}-sante"),
+            target_app: format!("{id}-sante"),
+            workloads: format!("{id}-migrations"),
+            operator: format!("{id}-system"),
+            source_cluster: format!("{id}-aws"),
+            target_cluster: format!("{id}-quebec"),
+            policy: "quebec-strict".into(),
+            workload: WORKLOAD.into(),
+            shard: Some(id.to_string()),
+        }
+    }
+
+    /// The shard's label selector, for the operator serving this migration.
+    pub fn selector(&self) -> Option<String> {
+        self.shard.as_ref().map(|s| format!("{SHARD_LABEL}={s}"))
+    }
+
+    fn shard_labels(&self) -> Value {
+        match &self.shard {
+            Some(s) => json!({SHARD_LABEL: s}),
+            None => json!({}),
+        }
+    }
+}
 
 pub const WORKLOAD: &str = "dossier-sante";
 pub const WORKLOAD_NAMESPACE: &str = "migrations";
 
-fn create(c: &SimCluster, obj: Value) -> Result<(), SandboxError> {
-    c.api().create_object(obj, &WriteOptions::default())?;
-    Ok(())
-}
-
-/// A small application of a health ministry, as it runs on EKS: what a real one uses.
-pub fn seed_application(source: &SimCluster) -> Result<(), SandboxError> {
+/// The sample application's objects in namespace `ns`: a small application of a health ministry,
+/// as it runs on EKS, using what a real one uses.
+pub fn application(ns: &str) -> Vec<Value> {
     let ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
     let labels = json!({"app.kubernetes.io/part-of": "dossier"});
-    for obj in [
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "sante"}}),
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dossier-config", "namespace": "sante", "labels": labels},
+    vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dossier-config", "namespace": ns, "labels": labels},
                "data": {"LOG_LEVEL": "info", "SSO_URL": "https://auth.sante.gouv.qc.ca/realms/dossier"}}),
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dossier-db", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dossier-db", "namespace": ns, "labels": labels},
                "type": "Opaque", "stringData": {"password": "sandbox-only"}}),
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "dossier-api", "namespace": "sante", "labels": labels,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "dossier-api", "namespace": ns, "labels": labels,
                "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/dossier-api"}}}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "dossier-reader", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "dossier-reader", "namespace": ns, "labels": labels},
                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "dossier-reader", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "dossier-reader", "namespace": ns, "labels": labels},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "dossier-reader"},
-               "subjects": [{"kind": "ServiceAccount", "name": "dossier-api", "namespace": "sante"}]}),
-        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data-dossier-db-0", "namespace": "sante", "labels": labels},
+               "subjects": [{"kind": "ServiceAccount", "name": "dossier-api", "namespace": ns}]}),
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data-dossier-db-0", "namespace": ns, "labels": labels},
                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "20Gi"}}}}),
-        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "wal-dossier-db-0", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "wal-dossier-db-0", "namespace": ns, "labels": labels},
                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "5Gi"}}}}),
-        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "dossier-documents", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "dossier-documents", "namespace": ns, "labels": labels},
                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "50Gi"}}}}),
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dossier-api", "namespace": "sante", "labels": labels,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dossier-api", "namespace": ns, "labels": labels,
                "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}},
                "spec": {"type": "LoadBalancer", "selector": {"app": "dossier-api"}, "ports": [{"port": 443, "targetPort": 8443}]}}),
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dossier-db", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dossier-db", "namespace": ns, "labels": labels},
                "spec": {"clusterIP": "None", "selector": {"app": "dossier-db"}, "ports": [{"port": 5432}]}}),
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dossier-api", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dossier-api", "namespace": ns, "labels": labels},
                "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "dossier-api"}},
                         "template": {"metadata": {"labels": {"app": "dossier-api"}}, "spec": {
                             "serviceAccountName": "dossier-api",
@@ -63,7 +127,7 @@ pub fn seed_application(source: &SimCluster) -> Result<(), SandboxError> {
                                             "env": [{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "dossier-db", "key": "password"}}}],
                                             "volumeMounts": [{"name": "documents", "mountPath": "/srv/documents"}]}],
                             "volumes": [{"name": "documents", "persistentVolumeClaim": {"claimName": "dossier-documents"}}]}}}}),
-        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "dossier-db", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "dossier-db", "namespace": ns, "labels": labels},
                "spec": {"replicas": 1, "serviceName": "dossier-db", "selector": {"matchLabels": {"app": "dossier-db"}},
                         "template": {"metadata": {"labels": {"app": "dossier-db"}}, "spec": {
                             "containers": [{"name": "postgres", "image": format!("{ecr}/mirror/postgres:16.4"),
@@ -74,107 +138,156 @@ pub fn seed_application(source: &SimCluster) -> Result<(), SandboxError> {
                                                  {"metadata": {"name": "wal"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "5Gi"}}}}]}}),
         // A node agent shipping the application's logs: stopped with the source at cutover (a
         // DaemonSet has no replica count; it is held by a node selector no node matches).
-        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "dossier-log-agent", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "dossier-log-agent", "namespace": ns, "labels": labels},
                "spec": {"selector": {"matchLabels": {"app": "dossier-log-agent"}},
                         "template": {"metadata": {"labels": {"app": "dossier-log-agent"}}, "spec": {
                             "containers": [{"name": "fluent-bit", "image": format!("{ecr}/mirror/fluent-bit:3.1"),
                                             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}}]}}}}),
-        json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "dossier-purge", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "dossier-purge", "namespace": ns, "labels": labels},
                "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure",
                         "containers": [{"name": "purge", "image": format!("{ecr}/dossier/purge:1.0")}]}}}}}}),
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "dossier", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "dossier", "namespace": ns, "labels": labels},
                "spec": {"rules": [{"host": "dossier.sante.gouv.qc.ca", "http": {"paths": [{"path": "/", "pathType": "Prefix",
                         "backend": {"service": {"name": "dossier-api", "port": {"number": 443}}}}]}}]}}),
-        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "dossier-api", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "dossier-api", "namespace": ns, "labels": labels},
                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "dossier-api"}, "minReplicas": 3, "maxReplicas": 10}}),
-        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "dossier-api", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "dossier-api", "namespace": ns, "labels": labels},
                "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "dossier-api"}}}}),
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "dossier-db", "namespace": "sante", "labels": labels},
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "dossier-db", "namespace": ns, "labels": labels},
                "spec": {"podSelector": {"matchLabels": {"app": "dossier-db"}}, "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "dossier-api"}}}]}]}}),
-    ] {
-        create(source, obj)?;
-    }
+    ]
+}
+
+/// Puts the application into the source.
+pub async fn seed_application(source: &Client, names: &Names) -> Result<(), SandboxError> {
+    objects::apply_all(source, &application(&names.app), MANAGER).await?;
     Ok(())
 }
 
-/// Installs the CRDs and registers the clusters, the policy and the workload in the target.
-pub fn register(
-    source: &SimCluster,
-    target: &SimCluster,
-    target_profile: &str,
-) -> Result<(), SandboxError> {
-    register_clusters(source, target, target_profile)?;
+/// The SovereignWorkload of the demo, in `names`, for the target profile's storage class.
+pub fn workload(names: &Names, target_profile: &str) -> Value {
     let class = if target_profile == "ovh-bhs5" {
         "csi-cinder-high-speed"
     } else {
         "ceph-rbd"
     };
-    create(
-        target,
-        json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
-        "metadata": {"name": WORKLOAD, "namespace": WORKLOAD_NAMESPACE},
-        "spec": {"source": {"cluster": "aws-us-east-1", "namespace": "sante", "selector": {"matchLabels": {"app.kubernetes.io/part-of": "dossier"}}},
-                 "target": {"cluster": "quebec", "namespace": "sante", "storageClassMap": {"gp3": class},
+    json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
+        "metadata": {"name": names.workload, "namespace": names.workloads, "labels": names.shard_labels()},
+        "spec": {"source": {"cluster": names.source_cluster, "namespace": names.app, "selector": {"matchLabels": {"app.kubernetes.io/part-of": "dossier"}}},
+                 "target": {"cluster": names.target_cluster, "namespace": names.target_app, "storageClassMap": {"gp3": class},
                             "imageRewrites": [{"from": "123456789012.dkr.ecr.us-east-1.amazonaws.com", "to": "registry.sante.gouv.qc.ca"}]},
-                 "mode": "Move", "cutover": {"strategy": "Automatic"}, "residencyPolicy": "quebec-strict",
+                 "mode": "Move", "cutover": {"strategy": "Automatic"}, "residencyPolicy": names.policy,
                  "governance": {"dataClassification": "Confidential", "privacyImpactAssessmentRef": "EFVP-2026-0412"},
-                 "cost": {"currency": "CAD", "budget": {"amount": 5000, "currency": "CAD"}}}}),
-    )
+                 "cost": {"currency": "CAD", "budget": {"amount": 5000, "currency": "CAD"}}}})
 }
 
-/// Installs the CRDs in the target and registers both clusters (`aws-us-east-1`, `quebec`) and the
-/// `quebec-strict` policy there, with the namespace `migrations` for workloads: everything a
-/// SovereignWorkload needs but the workload itself.
-pub fn register_clusters(
-    source: &SimCluster,
-    target: &SimCluster,
+/// Registers everything, then the workload with `patch` merged over its spec.
+pub async fn register(
+    source: &Cluster,
+    target: &Client,
+    names: &Names,
+    target_profile: &str,
+    patch: &Value,
+) -> Result<(), SandboxError> {
+    register_clusters(source, target, names, target_profile).await?;
+    let mut w = workload(names, target_profile);
+    merge(&mut w["spec"], patch);
+    objects::apply(target, &w, MANAGER).await?;
+    Ok(())
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// Installs the CRDs in the target and registers both clusters and the policy there, with the
+/// namespace for workloads: everything a SovereignWorkload needs but the workload itself.
+pub async fn register_clusters(
+    source: &Cluster,
+    target: &Client,
+    names: &Names,
     target_profile: &str,
 ) -> Result<(), SandboxError> {
-    for crd in crate::api::crds() {
-        create(
-            target,
-            serde_json::to_value(crd).map_err(|e| SandboxError::InvalidObject(e.to_string()))?,
-        )?;
+    install_crds(target).await?;
+    let mut objs = Vec::new();
+    for ns in [&names.operator, &names.workloads] {
+        objs.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
     }
-    for ns in ["sovereign-system", WORKLOAD_NAMESPACE] {
-        create(
-            target,
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-        )?;
-    }
-    create(
-        target,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-us-east-1", "namespace": "sovereign-system"},
-        "type": "Opaque", "stringData": {"kubeconfig": source.kubeconfig_yaml("source")}}),
-    )?;
-    create(
-        target,
-        json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster", "metadata": {"name": "aws-us-east-1"},
-        "spec": {"kubeconfigSecretRef": {"namespace": "sovereign-system", "name": "aws-us-east-1", "key": "kubeconfig"},
+    objs.push(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": names.source_cluster, "namespace": names.operator},
+        "type": "Opaque", "stringData": {"kubeconfig": source.kubeconfig_yaml("source")}}));
+    objs.push(json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster",
+        "metadata": {"name": names.source_cluster, "labels": names.shard_labels()},
+        "spec": {"kubeconfigSecretRef": {"namespace": names.operator, "name": names.source_cluster, "key": "kubeconfig"},
                  "provider": "aws", "region": "us-east-1", "location": {"country": "US", "province": "VA", "city": "Ashburn"}, "jurisdiction": "US",
                  "probeInterval": "30s",
                  "pricing": {"currency": "USD", "egressTiers": [{"upToGiB": 10240, "perGiB": 0.09}, {"upToGiB": 51200, "perGiB": 0.085}],
                              "freeEgressGiB": 100, "storagePerGiBMonth": {"gp3": 0.08}, "vcpuHour": 0.04, "memoryGiBHour": 0.005,
-                             "loadBalancerHour": 0.0225, "controlPlaneHour": 0.10}}}),
-    )?;
-    let target_cluster = if target_profile == "ovh-bhs5" {
-        json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster", "metadata": {"name": "quebec"},
+                             "loadBalancerHour": 0.0225, "controlPlaneHour": 0.10}}}));
+    objs.push(target_cluster(names, target_profile));
+    objs.push(json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "ResidencyPolicy", "metadata": {"name": names.policy},
+        "spec": {"enforcement": "Block", "allowedLocations": ["CA-QC"], "allowedJurisdictions": ["CA"],
+                 "allowedRegistries": ["registry.sante.gouv.qc.ca"], "requirePrivacyImpactAssessment": true}}));
+    objects::apply_all(target, &objs, MANAGER).await?;
+    Ok(())
+}
+
+fn target_cluster(names: &Names, target_profile: &str) -> Value {
+    let meta = json!({"name": names.target_cluster, "labels": names.shard_labels()});
+    if target_profile == "ovh-bhs5" {
+        json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster", "metadata": meta,
             "spec": {"inCluster": true, "provider": "ovhcloud", "region": "bhs5", "location": {"country": "CA", "province": "QC", "city": "Beauharnois"},
                      "jurisdiction": "FR", "probeInterval": "30s"}})
     } else {
-        json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster", "metadata": {"name": "quebec"},
+        json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster", "metadata": meta,
             "spec": {"inCluster": true, "provider": "micrologic", "region": "qc-quebec", "location": {"country": "CA", "province": "QC", "city": "Québec"},
                      "jurisdiction": "CA", "probeInterval": "30s",
                      "pricing": {"currency": "CAD", "egressPerGiB": 0, "storagePerGiBMonth": {"ceph-rbd": 0.11}, "vcpuHour": 0.035,
                                  "memoryGiBHour": 0.0045, "loadBalancerHour": 0.015, "controlPlaneHour": 0}}})
-    };
-    create(target, target_cluster)?;
-    create(
-        target,
-        json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "ResidencyPolicy", "metadata": {"name": "quebec-strict"},
-        "spec": {"enforcement": "Block", "allowedLocations": ["CA-QC"], "allowedJurisdictions": ["CA"],
-                 "allowedRegistries": ["registry.sante.gouv.qc.ca"], "requirePrivacyImpactAssessment": true}}),
-    )?;
+    }
+}
+
+/// The operator's CRDs, applied and established (served) before anything uses them.
+pub async fn install_crds(client: &Client) -> Result<(), SandboxError> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crate::api::crds() {
+        let name = crd.name_any();
+        api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
+            .await
+            .map_err(SandboxError::api(format!("applying the CRD {name}")))?;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for crd in crate::api::crds() {
+        let name = crd.name_any();
+        loop {
+            let established = api
+                .get_opt(&name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.status)
+                .and_then(|s| s.conditions)
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+            if established {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(SandboxError::Demo(format!("the CRD {name} is not established after 60s")));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     Ok(())
 }
 
@@ -201,25 +314,16 @@ const STALL: Duration = Duration::from_secs(15 * 60);
 
 /// Runs the operator against the target and follows the workload and its VolumeTransfers on the
 /// board until the migration settles (completed, or stopped with a reason).
-pub async fn follow(target: &SimCluster, board: &mut Board) -> Result<Followed, SandboxError> {
-    let client = target.client().await?;
-    let args = RunArgs {
-        metrics_addr: "127.0.0.1:0"
-            .parse()
-            .map_err(|e: std::net::AddrParseError| SandboxError::InvalidObject(e.to_string()))?,
-        log_format: LogFormat::Text,
-        leader_elect: true,
-        lease_name: "sovereign-operator".into(),
-        namespace: "sovereign-system".into(),
-        identity: Some("sandbox-operator".into()),
-        secret_namespaces: vec![],
-        cluster_policy: "quebec-strict".into(),
-        catalog_configmap: None,
-        concurrency: 4,
-        mover_image: crate::controller::context::DEFAULT_MOVER_IMAGE.into(),
-        fx_configmap: None,
-        residency_recheck: std::time::Duration::from_secs(300),
-    };
+pub async fn follow(
+    target: &Client,
+    names: &Names,
+    board: &mut Board,
+) -> Result<Followed, SandboxError> {
+    let client = target.clone();
+    let mut args = RunArgs::embedded("sandbox-operator");
+    args.leader_elect = true;
+    args.namespace = names.operator.clone();
+    args.watch_label_selector = names.selector();
     let operator_client = client.clone();
     let operator = tokio::spawn(async move {
         if let Err(e) = run_with(operator_client, args, std::future::pending()).await {
@@ -227,8 +331,8 @@ pub async fn follow(target: &SimCluster, board: &mut Board) -> Result<Followed, 
         }
     });
     board.restart_clock();
-    let api: Api<SovereignWorkload> = Api::namespaced(client.clone(), WORKLOAD_NAMESPACE);
-    let vts: Api<VolumeTransfer> = Api::namespaced(client, WORKLOAD_NAMESPACE);
+    let api: Api<SovereignWorkload> = Api::namespaced(client.clone(), &names.workloads);
+    let vts: Api<VolumeTransfer> = Api::namespaced(client, &names.workloads);
     let mut transfers: Vec<VolumeTransfer> = Vec::new();
     let mut status = None;
     // What the board shows, as one comparable value: when it has not changed for STALL, give up.
@@ -241,14 +345,14 @@ pub async fn follow(target: &SimCluster, board: &mut Board) -> Result<Followed, 
             transfers = list
                 .items
                 .into_iter()
-                .filter(|vt| vt.spec.workload == WORKLOAD)
+                .filter(|vt| vt.spec.workload == names.workload)
                 .collect();
             transfers.sort_by_key(|vt| vt.spec.source.pvc.clone());
             for vt in &transfers {
                 board.transfer(vt);
             }
         }
-        if let Ok(w) = api.get(WORKLOAD).await
+        if let Ok(w) = api.get(&names.workload).await
             && let Some(s) = w.status
         {
             board.workload(&s);

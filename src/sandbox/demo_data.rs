@@ -1,12 +1,12 @@
 //! Real files in the sample application's volumes, so a migration has data to move: once each
 //! claim is bound, text, CSV and JSON files plus one binary blob are written into the directory
-//! behind it (`SimCluster::volume_path`), adding up to the requested total size.
+//! behind it (`storage::claim_dir`), adding up to the requested total size.
 
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{SandboxError, SimCluster};
+use super::SandboxError;
 
 /// The claims that get data, with the share of the total each gets.
 const CLAIMS: [(&str, u64); 3] = [
@@ -25,19 +25,26 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Wait for the claims to bind (their pods get scheduled first: WaitForFirstConsumer), then
 /// write about `total` bytes across them.
-pub async fn write(source: &SimCluster, namespace: &str, total: u64) -> Result<(), SandboxError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+pub async fn write(
+    source: &kube::Client,
+    namespace: &str,
+    total: u64,
+) -> Result<(), SandboxError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     for (claim, share) in CLAIMS {
         let dir = loop {
-            if let Some(d) = source.volume_path(namespace, claim) {
+            if let Some(d) = super::storage::claim_dir(source, namespace, claim)
+                .await
+                .filter(|d| d.is_dir())
+            {
                 break d;
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(SandboxError::InvalidObject(format!(
-                    "the claim {namespace}/{claim} did not bind in 60s: no data written"
+                return Err(SandboxError::Demo(format!(
+                    "the claim {namespace}/{claim} did not bind in 120s: no data written"
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         };
         let bytes = total * share / 100;
         let seed = claim.bytes().map(u64::from).sum();

@@ -145,6 +145,7 @@ impl Sandbox {
             fx_configmap: None,
             // Often, so that a drift test sees the check run again within seconds.
             residency_recheck: std::time::Duration::from_secs(1),
+            watch_label_selector: None,
         };
         let task = tokio::spawn(async move {
             if let Err(e) = run_with(client, args, async {

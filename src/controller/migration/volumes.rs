@@ -72,13 +72,12 @@ pub fn desired(w: &SovereignWorkload, volumes: &[PlannedVolume]) -> Vec<VolumeTr
             );
             vt.metadata.namespace = w.namespace();
             vt.metadata.owner_references = w.controller_owner_ref(&()).map(|o| vec![o]);
-            vt.metadata.labels = Some(
-                [
-                    (keys::MANAGED_BY.to_string(), keys::MANAGER.to_string()),
-                    (keys::WORKLOAD.to_string(), name.clone()),
-                ]
-                .into(),
-            );
+            // The workload's own labels too: an operator serving a label selector (a shard)
+            // sees the transfers of the workloads it serves.
+            let mut labels = w.labels().clone();
+            labels.insert(keys::MANAGED_BY.to_string(), keys::MANAGER.to_string());
+            labels.insert(keys::WORKLOAD.to_string(), name.clone());
+            vt.metadata.labels = Some(labels);
             vt
         })
         .collect()

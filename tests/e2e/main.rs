@@ -1,0 +1,8 @@
+//! End-to-end tests on two real clusters (upstream Kubernetes, the node agent, the operator),
+//! started once for this test binary (`support`). Each test has its own namespaces, its own
+//! SovereignClusters and an operator serving only its shard.
+
+#![cfg(feature = "sandbox")]
+
+mod support;
+mod validation;
