@@ -4,5 +4,9 @@
 
 #![cfg(feature = "sandbox")]
 
+mod kubectl;
+mod operator;
+mod profiles;
+mod report;
 mod support;
 mod validation;

@@ -1,32 +1,30 @@
-//! The operator end to end on the sandbox's simulated API server: the real `kube` client, the real
-//! controllers, Events, finalizers, the leader Lease and graceful shutdown.
-
-#![cfg(feature = "sandbox")]
+//! The operator end to end on the real clusters: the real `kube` client, the real controllers,
+//! Events, finalizers, the leader Lease and graceful shutdown. Each test has its own namespaces,
+//! SovereignClusters and policy (names prefixed with the test's), and its operator serves only
+//! that test's shard.
 
 use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 use sovereign::api::{ResidencyPolicy, SovereignCluster, SovereignWorkload};
 use sovereign::controller::{RunArgs, run_with};
-use sovereign::sandbox::SimCluster;
-use sovereign::telemetry::logging::LogFormat;
+use sovereign::sandbox::controlplane::kubeconfig;
+use sovereign::sandbox::demo::SHARD_LABEL;
 
-const NS: &str = "sovereign-system";
-const TOKEN: &str = "t0p-s3cr3t-t0ken-never-shown";
+use super::support;
 
 async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
     loop {
         if let Some(v) = f().await {
             return v;
@@ -39,16 +37,13 @@ where
     }
 }
 
-async fn install(client: &Client) {
-    sovereign::telemetry::logging::init(LogFormat::Text);
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in sovereign::api::crds() {
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .expect("create CRD");
-    }
+/// The CRDs, and the test's operator and workload namespaces `<p>-system`, `<p>-migrations`.
+async fn install(client: &Client, p: &str) {
+    sovereign::sandbox::demo::install_crds(client)
+        .await
+        .expect("CRDs");
     let nss: Api<Namespace> = Api::all(client.clone());
-    for ns in [NS, "migrations"] {
+    for ns in [format!("{p}-system"), format!("{p}-migrations")] {
         let _ = nss
             .create(
                 &PostParams::default(),
@@ -58,23 +53,20 @@ async fn install(client: &Client) {
     }
 }
 
-fn args(identity: &str) -> RunArgs {
-    RunArgs {
-        metrics_addr: "127.0.0.1:0".parse().expect("addr"),
-        log_format: LogFormat::Text,
-        leader_elect: true,
-        lease_name: "sovereign-operator".into(),
-        namespace: NS.into(),
-        identity: Some(identity.into()),
-        secret_namespaces: vec![],
-        cluster_policy: "quebec-strict".into(),
-        catalog_configmap: None,
-        concurrency: 2,
-        mover_image: sovereign::controller::context::DEFAULT_MOVER_IMAGE.into(),
-        fx_configmap: None,
-        residency_recheck: std::time::Duration::from_secs(300),
-        watch_label_selector: None,
-    }
+/// The test's operator: its namespace, its shard, its policy, its Lease.
+fn args(p: &str, identity: &str) -> RunArgs {
+    let mut a = RunArgs::embedded(identity);
+    a.leader_elect = true;
+    a.namespace = format!("{p}-system");
+    a.cluster_policy = format!("{p}-quebec-strict");
+    a.concurrency = 2;
+    a.watch_label_selector = Some(format!("{SHARD_LABEL}={p}"));
+    a
+}
+
+/// `metadata` of a cluster-scoped object of the test's shard.
+fn meta(p: &str, name: &str) -> serde_json::Value {
+    json!({"name": format!("{p}-{name}"), "labels": {SHARD_LABEL: p}})
 }
 
 fn ready(c: &SovereignCluster) -> Option<(String, String, String)> {
@@ -91,11 +83,12 @@ fn ready(c: &SovereignCluster) -> Option<(String, String, String)> {
     ))
 }
 
-async fn secret(client: &Client, name: &str, key: &str, value: &str) {
-    let api: Api<Secret> = Api::namespaced(client.clone(), NS);
+async fn secret(client: &Client, p: &str, name: &str, key: &str, value: &str) {
+    let ns = format!("{p}-system");
+    let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let _ = api.delete(name, &DeleteParams::default()).await;
     let s: Secret = serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": ns},
         "stringData": {key: value}
     }))
     .expect("secret");
@@ -106,37 +99,22 @@ async fn secret(client: &Client, name: &str, key: &str, value: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clusters_are_probed_and_bad_kubeconfigs_get_specific_reasons() {
-    let target = SimCluster::start("target").await.expect("target cluster");
-    let source = SimCluster::start("source").await.expect("source cluster");
-    let client = target.client().await.expect("client");
-    install(&client).await;
-    // The source shows EKS nodes.
-    let src = source.client().await.expect("source client");
-    let nodes: Api<Node> = Api::all(src.clone());
-    for (i, zone) in ["us-east-1a", "us-east-1b"].iter().enumerate() {
-        let n: Node = serde_json::from_value(json!({
-            "metadata": {"name": format!("ip-10-0-{i}-10.ec2.internal"), "labels": {
-                "topology.kubernetes.io/region": "us-east-1", "topology.kubernetes.io/zone": zone,
-                "eks.amazonaws.com/nodegroup": "general"}},
-            "spec": {"providerID": format!("aws:///{zone}/i-0{i}abcdef")}
-        }))
-        .expect("node");
-        nodes
-            .create(&PostParams::default(), &n)
-            .await
-            .expect("create node");
-    }
+    let p = "op-probe";
+    let sh = support::shared();
+    let (_, client) = support::clients().await;
+    install(&client, p).await;
+    let name = format!("{p}-aws");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let op = tokio::spawn(run_with(client.clone(), args("op-1"), async {
+    let op = tokio::spawn(run_with(client.clone(), args(p, "op-1"), async {
         let _ = stop_rx.await;
     }));
 
     let clusters: Api<SovereignCluster> = Api::all(client.clone());
     let c: SovereignCluster = serde_json::from_value(json!({
         "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster",
-        "metadata": {"name": "aws-us-east-1"},
-        "spec": {"kubeconfigSecretRef": {"namespace": NS, "name": "aws", "key": "kubeconfig"},
+        "metadata": meta(p, "aws"),
+        "spec": {"kubeconfigSecretRef": {"namespace": format!("{p}-system"), "name": "aws", "key": "kubeconfig"},
                  "provider": "aws", "region": "us-east-1", "jurisdiction": "US",
                  "location": {"country": "US", "province": "VA", "city": "Ashburn"}}
     }))
@@ -148,9 +126,10 @@ async fn clusters_are_probed_and_bad_kubeconfigs_get_specific_reasons() {
 
     let wait_reason = |reason: &'static str| {
         let clusters = clusters.clone();
+        let name = name.clone();
         async move {
             eventually(reason, || async {
-                let c = clusters.get("aws-us-east-1").await.ok()?;
+                let c = clusters.get(&name).await.ok()?;
                 let r = ready(&c)?;
                 (r.1 == reason).then_some((c, r))
             })
@@ -159,38 +138,33 @@ async fn clusters_are_probed_and_bad_kubeconfigs_get_specific_reasons() {
     };
     let (_, (status, _, message)) = wait_reason("KubeconfigSecretNotFound").await;
     assert_eq!(status, "False");
-    assert!(message.contains("sovereign-system/aws"), "{message}");
+    assert!(message.contains(&format!("{p}-system/aws")), "{message}");
 
-    secret(&client, "aws", "config", "whatever").await;
+    secret(&client, p, "aws", "config", "whatever").await;
     let (_, (_, _, message)) = wait_reason("KubeconfigKeyMissing").await;
     assert!(message.contains("keys: config"), "{message}");
 
-    secret(
-        &client,
-        "aws",
-        "kubeconfig",
-        &format!("users: [{{name: u, user: {{token: {TOKEN}}}\n"),
-    )
-    .await;
+    secret(&client, p, "aws", "kubeconfig", "users: [{name: u, user: {token: x}}\n").await;
     wait_reason("KubeconfigMalformed").await;
 
-    secret(&client, "aws", "kubeconfig", &source.kubeconfig_yaml("source").replace("users:", "users:\n- name: unused\n  user:\n    exec: {command: /bin/true, apiVersion: client.authentication.k8s.io/v1}\n")).await;
+    let source = sh.source_entry("source");
+    let good = kubeconfig::render(std::slice::from_ref(&source), "source");
+    secret(&client, p, "aws", "kubeconfig", &good.replace("users:", "users:\n- name: unused\n  user:\n    exec: {command: /bin/true, apiVersion: client.authentication.k8s.io/v1}\n")).await;
     wait_reason("KubeconfigUnsafe").await;
 
-    // A good kubeconfig (with a token the status must never show): probed.
-    let good = source
-        .kubeconfig_yaml("source")
-        .replace("user: {}", &format!("user: {{token: {TOKEN}}}"));
-    secret(&client, "aws", "kubeconfig", &good).await;
+    // A good kubeconfig (with a client key the status must never show): probed, through the
+    // real API server of the EKS-like source with the agent's nodes.
+    secret(&client, p, "aws", "kubeconfig", &good).await;
     let (c, (status, _, message)) = wait_reason("Reachable").await;
     assert_eq!(status, "True", "{message}");
     let s = c.status.clone().expect("status");
     assert_eq!(s.reachable, Some(true));
     assert_eq!(s.provider.as_deref(), Some("aws"));
     assert_eq!(s.region.as_deref(), Some("us-east-1"));
+    assert_eq!(s.kubernetes_version.as_deref(), Some("v1.37.2"), "{s:?}");
     let nodes = s.nodes.expect("nodes");
-    assert_eq!(nodes.count, 2);
-    assert_eq!(nodes.zones, vec!["us-east-1a", "us-east-1b"]);
+    assert_eq!(nodes.count, 9, "three per zone in the shared source");
+    assert_eq!(nodes.zones, vec!["us-east-1a", "us-east-1b", "us-east-1c"]);
     assert_eq!(nodes.provider_id_schemes, vec!["aws"]);
     assert_eq!(s.observed_generation, c.metadata.generation);
     // Classified from what the nodes show: Virginia, under US law.
@@ -224,17 +198,26 @@ async fn clusters_are_probed_and_bad_kubeconfigs_get_specific_reasons() {
     let events: Api<Event> = Api::all(client.clone());
     let all = eventually("events", || async {
         let list = events.list(&ListParams::default()).await.ok()?;
-        let reasons: Vec<String> = list.items.iter().filter_map(|e| e.reason.clone()).collect();
+        let mine: Vec<&Event> = list
+            .items
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str()))
+            .collect();
+        let reasons: Vec<String> = mine.iter().filter_map(|e| e.reason.clone()).collect();
         (reasons.iter().any(|r| r == "Reachable")
             && reasons.iter().any(|r| r == "KubeconfigSecretNotFound"))
-        .then_some(list)
+        .then(|| serde_json::to_string(&mine).expect("events json"))
     })
     .await;
-    let dump = serde_json::to_string(&all.items).expect("events json")
-        + &serde_json::to_string(&c.status).expect("status json");
+    let key = match &source.auth {
+        kubeconfig::Auth::Certificate { key_pem, .. } => key_pem.clone(),
+        kubeconfig::Auth::TokenFile(_) => unreachable!("the admin has a certificate"),
+    };
+    let secret_part: String = key.lines().nth(1).unwrap_or_default().to_string();
+    let dump = all + &serde_json::to_string(&c.status).expect("status json");
     assert!(
-        !dump.contains(TOKEN),
-        "the kubeconfig's token leaked into Events or status"
+        secret_part.len() > 20 && !dump.contains(&secret_part),
+        "the kubeconfig's key leaked into Events or status"
     );
 
     // The same Events are served as core/v1 Events, where `kubectl describe` looks for them.
@@ -248,49 +231,50 @@ async fn clusters_are_probed_and_bad_kubeconfigs_get_specific_reasons() {
             .items
             .iter()
             .any(|e| e.reason.as_deref() == Some("Reachable")
-                && e.involved_object.name.as_deref() == Some("aws-us-east-1")),
+                && e.involved_object.name.as_deref() == Some(name.as_str())),
         "no core/v1 Event for the probe"
     );
-    // An unreachable cluster flips Ready with reason, keeping the evidence.
-    source.shutdown().await;
-    clusters
-        .patch(
-            "aws-us-east-1",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({"spec": {"probeInterval": "10s"}})),
-        )
-        .await
-        .expect("patch probeInterval");
+    // An unreachable cluster flips Ready with reason, keeping the evidence: nothing listens at
+    // the address the kubeconfig now names.
+    let gone = format!("https://127.{}.0.1:1", sh.source.loopback_octet());
+    secret(&client, p, "aws", "kubeconfig", &kubeconfig::render(&[source.clone().via(&gone)], "source")).await;
     let (c, _) = wait_reason("Unreachable").await;
     assert_eq!(
         c.status
             .as_ref()
             .and_then(|s| s.nodes.as_ref())
             .map(|n| n.count),
-        Some(2)
+        Some(9)
     );
 
     let _ = stop_tx.send(());
     op.await
         .expect("join")
         .expect("operator stops cleanly on shutdown");
-    target.shutdown().await;
+    clusters.delete(&name, &DeleteParams::default()).await.expect("delete");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workloads_report_their_references_and_governance() {
-    let target = SimCluster::start("target").await.expect("target");
-    let client = target.client().await.expect("client");
-    install(&client).await;
+    let p = "op-wl";
+    let (_, client) = support::clients().await;
+    install(&client, p).await;
+    let (mig, app, qc, pol) = (
+        format!("{p}-migrations"),
+        format!("{p}-sante"),
+        format!("{p}-sante-qc"),
+        format!("{p}-quebec-strict"),
+    );
+    let (src, dst) = (format!("{p}-src"), format!("{p}-dst"));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let op = tokio::spawn(run_with(client.clone(), args("op-1"), async {
+    let op = tokio::spawn(run_with(client.clone(), args(p, "op-1"), async {
         let _ = stop_rx.await;
     }));
-    let workloads: Api<SovereignWorkload> = Api::namespaced(client.clone(), "migrations");
+    let workloads: Api<SovereignWorkload> = Api::namespaced(client.clone(), &mig);
     let w: SovereignWorkload = serde_json::from_value(json!({
         "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
-        "metadata": {"name": "dossier", "namespace": "migrations"},
-        "spec": {"source": {"cluster": "src", "namespace": "sante"}, "target": {"cluster": "dst", "namespace": "sante-qc"}}
+        "metadata": {"name": "dossier", "namespace": mig, "labels": {SHARD_LABEL: p}},
+        "spec": {"source": {"cluster": src, "namespace": app}, "target": {"cluster": dst, "namespace": qc}, "residencyPolicy": pol}
     }))
     .expect("workload");
     workloads
@@ -329,21 +313,21 @@ async fn workloads_report_their_references_and_governance() {
     // Both clusters in-cluster (the sandbox's own API), then the policy, then the PIA.
     let clusters: Api<SovereignCluster> = Api::all(client.clone());
     // The source namespace holds a small application.
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "sante");
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &app);
     let nss: Api<Namespace> = Api::all(client.clone());
     nss.create(
         &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "sante"}})).expect("ns"),
+        &serde_json::from_value(json!({"metadata": {"name": app}})).expect("ns"),
     )
     .await
     .expect("namespace sante");
-    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "dossier-config", "namespace": "sante"}, "data": {"LOG_LEVEL": "info"}})).expect("cm")).await.expect("configmap");
+    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "dossier-config", "namespace": app}, "data": {"LOG_LEVEL": "info"}})).expect("cm")).await.expect("configmap");
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(client.clone(), "sante");
+        Api::namespaced(client.clone(), &app);
     deployments
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "dossier-api", "namespace": "sante"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "dossier-api"}}, "template": {"metadata": {"labels": {"app": "dossier-api"}}, "spec": {"containers": [{"name": "api", "image": "registry.sante.gouv.qc.ca/dossier/api:2.4.1", "envFrom": [{"configMapRef": {"name": "dossier-config"}}]}]}}}})).expect("deployment"),
+            &serde_json::from_value(json!({"metadata": {"name": "dossier-api", "namespace": app}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "dossier-api"}}, "template": {"metadata": {"labels": {"app": "dossier-api"}}, "spec": {"containers": [{"name": "api", "image": "registry.sante.gouv.qc.ca/dossier/api:2.4.1", "envFrom": [{"configMapRef": {"name": "dossier-config"}}]}]}}}})).expect("deployment"),
         )
         .await
         .expect("deployment");
@@ -354,7 +338,7 @@ async fn workloads_report_their_references_and_governance() {
     ] {
         let c: SovereignCluster = serde_json::from_value(json!({
             "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster",
-            "metadata": {"name": name},
+            "metadata": meta(p, name),
             "spec": {"inCluster": true, "provider": provider, "jurisdiction": jurisdiction,
                      "location": {"country": country, "province": province}}
         }))
@@ -366,14 +350,14 @@ async fn workloads_report_their_references_and_governance() {
     }
     reason_is("ResidencyPolicyNotFound").await;
     let policies: Api<ResidencyPolicy> = Api::all(client.clone());
-    let p: ResidencyPolicy = serde_json::from_value(json!({
+    let policy: ResidencyPolicy = serde_json::from_value(json!({
         "apiVersion": "sovereign.dev/v1alpha1", "kind": "ResidencyPolicy",
-        "metadata": {"name": "quebec-strict"},
+        "metadata": {"name": pol},
         "spec": {"allowedLocations": ["CA-QC"], "allowedJurisdictions": ["CA"], "requirePrivacyImpactAssessment": true}
     }))
     .expect("policy");
     policies
-        .create(&PostParams::default(), &p)
+        .create(&PostParams::default(), &policy)
         .await
         .expect("create policy");
     reason_is("PrivacyImpactAssessmentRequired").await;
@@ -440,7 +424,7 @@ async fn workloads_report_their_references_and_governance() {
     );
     // The objects are in the target namespace, the Deployment created stopped with its count kept.
     let replicated: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(client.clone(), "sante-qc");
+        Api::namespaced(client.clone(), &qc);
     let d = replicated
         .get("dossier-api")
         .await
@@ -469,15 +453,15 @@ async fn workloads_report_their_references_and_governance() {
         .expect("progress");
     assert_eq!((progress.objects_done, progress.objects_total), (2, 2));
     let s = w.status.clone().expect("status");
-    let p = s.plan.clone().expect("plan");
-    assert_eq!(p.approved_hash.as_deref(), Some(plan.hash.as_str()));
-    assert_eq!(p.approved_by.as_deref(), Some("alice@sante.gouv.qc.ca"));
-    assert!(p.approved_at.is_some());
+    let approved = s.plan.clone().expect("plan");
+    assert_eq!(approved.approved_hash.as_deref(), Some(plan.hash.as_str()));
+    assert_eq!(approved.approved_by.as_deref(), Some("alice@sante.gouv.qc.ca"));
+    assert!(approved.approved_at.is_some());
     // Plan mode: the plan and the pre-flight, then done (Ready) without touching anything.
     let plan_only: SovereignWorkload = serde_json::from_value(json!({
         "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
-        "metadata": {"name": "plan-only", "namespace": "migrations"},
-        "spec": {"source": {"cluster": "src", "namespace": "sante"}, "target": {"cluster": "dst"}, "mode": "Plan",
+        "metadata": {"name": "plan-only", "namespace": mig, "labels": {SHARD_LABEL: p}},
+        "spec": {"source": {"cluster": src, "namespace": app}, "target": {"cluster": dst}, "mode": "Plan", "residencyPolicy": pol,
                  "governance": {"dataClassification": "Internal", "privacyImpactAssessmentRef": "EFVP-2"}}
     }))
     .expect("workload");
@@ -500,17 +484,18 @@ async fn workloads_report_their_references_and_governance() {
     assert_eq!(other.objects, 2);
     assert_ne!(other.hash, plan.hash);
     let target_objects: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(client.clone(), "sante");
-    assert_eq!(
-        target_objects
-            .list(&ListParams::default())
-            .await
-            .expect("list")
-            .items
-            .len(),
-        1,
-        "Plan mode created nothing"
-    );
+        Api::namespaced(client.clone(), &app);
+    // The source's own ConfigMap, and the CA bundle kube-controller-manager publishes in every
+    // namespace: nothing else.
+    let names: Vec<String> = target_objects
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(names, ["dossier-config", "kube-root-ca.crt"], "Plan mode created nothing");
     workloads
         .delete("plan-only", &DeleteParams::default())
         .await
@@ -528,8 +513,8 @@ async fn workloads_report_their_references_and_governance() {
     // A migration to a US-operated target is blocked before anything moves, with the findings.
     let to_us: SovereignWorkload = serde_json::from_value(json!({
         "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
-        "metadata": {"name": "to-us", "namespace": "migrations"},
-        "spec": {"source": {"cluster": "dst", "namespace": "sante"}, "target": {"cluster": "src"},
+        "metadata": {"name": "to-us", "namespace": mig, "labels": {SHARD_LABEL: p}},
+        "spec": {"source": {"cluster": dst, "namespace": app}, "target": {"cluster": src}, "residencyPolicy": pol,
                  "governance": {"dataClassification": "Confidential", "privacyImpactAssessmentRef": "EFVP-1"}}
     }))
     .expect("workload");
@@ -566,7 +551,7 @@ async fn workloads_report_their_references_and_governance() {
     // Under Warn, it proceeds, and the findings stay.
     policies
         .patch(
-            "quebec-strict",
+            &pol,
             &kube::api::PatchParams::default(),
             &kube::api::Patch::Merge(json!({"spec": {"enforcement": "Warn"}})),
         )
@@ -601,7 +586,7 @@ async fn workloads_report_their_references_and_governance() {
     .await;
     // Abandoned before cutover: the half-built target is removed, the source stays as it was.
     let left: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(client.clone(), "sante-qc");
+        Api::namespaced(client.clone(), &qc);
     assert!(
         left.list(&ListParams::default())
             .await
@@ -611,7 +596,7 @@ async fn workloads_report_their_references_and_governance() {
         "half-built target removed"
     );
     let cms_qc: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(client.clone(), "sante-qc");
+        Api::namespaced(client.clone(), &qc);
     assert!(
         !cms_qc
             .list(&ListParams::default())
@@ -637,20 +622,20 @@ async fn workloads_report_their_references_and_governance() {
 
     let _ = stop_tx.send(());
     op.await.expect("join").expect("operator stops cleanly");
-    target.shutdown().await;
+    cleanup(&client, p, &[&app, &qc], &["src", "dst"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_one_replica_leads_and_a_standby_takes_over() {
-    let target = SimCluster::start("target").await.expect("target");
-    let client = target.client().await.expect("client");
-    install(&client).await;
+    let p = "op-lease";
+    let (_, client) = support::clients().await;
+    install(&client, p).await;
     let (stop1, rx1) = tokio::sync::oneshot::channel::<()>();
     let (stop2, rx2) = tokio::sync::oneshot::channel::<()>();
-    let op1 = tokio::spawn(run_with(client.clone(), args("replica-1"), async {
+    let op1 = tokio::spawn(run_with(client.clone(), args(p, "replica-1"), async {
         let _ = rx1.await;
     }));
-    let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &format!("{p}-system"));
     let holder = || {
         let leases = leases.clone();
         async move {
@@ -666,7 +651,7 @@ async fn only_one_replica_leads_and_a_standby_takes_over() {
         (holder().await.as_deref() == Some("replica-1")).then_some(())
     })
     .await;
-    let op2 = tokio::spawn(run_with(client.clone(), args("replica-2"), async {
+    let op2 = tokio::spawn(run_with(client.clone(), args(p, "replica-2"), async {
         let _ = rx2.await;
     }));
     // The standby does not take the Lease while the leader renews it.
@@ -681,26 +666,28 @@ async fn only_one_replica_leads_and_a_standby_takes_over() {
     .await;
     let _ = stop2.send(());
     op2.await.expect("join").expect("replica-2 stops cleanly");
-    target.shutdown().await;
+    cleanup(&client, p, &[], &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_below_the_estimate_pauses_before_data_moves() {
-    let target = SimCluster::start("target").await.expect("target");
-    let client = target.client().await.expect("client");
-    install(&client).await;
+    let p = "op-budget";
+    let (_, client) = support::clients().await;
+    install(&client, p).await;
+    let (mig, app, pol) = (format!("{p}-migrations"), format!("{p}-registre"), format!("{p}-quebec-strict"));
+    let (src, dst) = (format!("{p}-src"), format!("{p}-dst"));
     let nss: Api<Namespace> = Api::all(client.clone());
     nss.create(
         &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "registre"}})).expect("ns"),
+        &serde_json::from_value(json!({"metadata": {"name": app}})).expect("ns"),
     )
     .await
     .expect("namespace");
     let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
-        Api::namespaced(client.clone(), "registre");
+        Api::namespaced(client.clone(), &app);
     pvcs.create(
         &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "archives", "namespace": "registre"},
+        &serde_json::from_value(json!({"metadata": {"name": "archives", "namespace": app},
             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "100Gi"}}}}))
         .expect("pvc"),
     )
@@ -726,7 +713,7 @@ async fn a_budget_below_the_estimate_pauses_before_data_moves() {
         ),
     ] {
         let c: SovereignCluster = serde_json::from_value(json!({
-            "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster", "metadata": {"name": name},
+            "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster", "metadata": meta(p, name),
             "spec": {"inCluster": true, "provider": provider, "jurisdiction": jurisdiction,
                      "location": {"country": country, "province": province}, "pricing": pricing}
         }))
@@ -737,38 +724,38 @@ async fn a_budget_below_the_estimate_pauses_before_data_moves() {
             .expect("cluster");
     }
     let policies: Api<ResidencyPolicy> = Api::all(client.clone());
-    let p: ResidencyPolicy = serde_json::from_value(json!({
-        "apiVersion": "sovereign.dev/v1alpha1", "kind": "ResidencyPolicy", "metadata": {"name": "quebec-strict"},
+    let policy: ResidencyPolicy = serde_json::from_value(json!({
+        "apiVersion": "sovereign.dev/v1alpha1", "kind": "ResidencyPolicy", "metadata": {"name": pol},
         "spec": {"allowedLocations": ["CA-QC"], "allowedJurisdictions": ["CA"]}
     }))
     .expect("policy");
     policies
-        .create(&PostParams::default(), &p)
+        .create(&PostParams::default(), &policy)
         .await
         .expect("policy");
     // The operator's exchange-rate ConfigMap overrides the built-in USD→CAD rate.
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(client.clone(), "sovereign-system");
+        Api::namespaced(client.clone(), &format!("{p}-system"));
     cms.create(
         &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "sovereign-fx", "namespace": "sovereign-system"},
+        &serde_json::from_value(json!({"metadata": {"name": "sovereign-fx", "namespace": format!("{p}-system")},
             "data": {"rates.yaml": "rates:\n- {from: USD, to: CAD, rate: 2.0, asOf: '2026-11-27', source: 'Bank of Canada daily rate (test)'}\n"}}))
         .expect("configmap"),
     )
     .await
     .expect("fx configmap");
-    let mut fx_args = args("op-1");
+    let mut fx_args = args(p, "op-1");
     fx_args.fx_configmap = Some("sovereign-fx".into());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let op = tokio::spawn(run_with(client.clone(), fx_args, async {
         let _ = stop_rx.await;
     }));
     // 100 GiB leave the source at 0.10 CAD/GiB: the estimate is at least 10.00 CAD.
-    let workloads: Api<SovereignWorkload> = Api::namespaced(client.clone(), "migrations");
+    let workloads: Api<SovereignWorkload> = Api::namespaced(client.clone(), &mig);
     let w: SovereignWorkload = serde_json::from_value(json!({
         "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
-        "metadata": {"name": "registre", "namespace": "migrations"},
-        "spec": {"source": {"cluster": "src", "namespace": "registre"}, "target": {"cluster": "dst"},
+        "metadata": {"name": "registre", "namespace": mig, "labels": {SHARD_LABEL: p}},
+        "spec": {"source": {"cluster": src, "namespace": app}, "target": {"cluster": dst}, "residencyPolicy": pol,
                  "cost": {"currency": "CAD", "budget": {"amount": 5, "currency": "CAD"}}}
     }))
     .expect("workload");
@@ -850,5 +837,22 @@ async fn a_budget_below_the_estimate_pauses_before_data_moves() {
     );
     let _ = stop_tx.send(());
     op.await.expect("join").expect("stops");
-    target.shutdown().await;
+    cleanup(&client, p, &[&app], &["src", "dst"]).await;
+}
+
+/// Removes what a test made: its namespaces and its SovereignClusters (`<p>-<name>`).
+async fn cleanup(client: &Client, p: &str, namespaces: &[&str], clusters: &[&str]) {
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let dp = DeleteParams::background();
+    for ns in namespaces
+        .iter()
+        .map(|n| n.to_string())
+        .chain([format!("{p}-system"), format!("{p}-migrations")])
+    {
+        let _ = nss.delete(&ns, &dp).await;
+    }
+    let api: Api<SovereignCluster> = Api::all(client.clone());
+    for c in clusters {
+        let _ = api.delete(&format!("{p}-{c}"), &dp).await;
+    }
 }

@@ -1,18 +1,18 @@
-//! `sovereign report` and `sovereign report verify`, the real binary against a simulated operator
+//! `sovereign report` and `sovereign report verify`, the real binary against the real target
 //! cluster holding a workload's history (statuses written through the status subresource, as the
-//! operator writes them).
-
-#![cfg(feature = "sandbox")]
+//! operator writes them). Each test has its own namespaces (`<p>-migrations`, `<p>-system`) and
+//! SovereignClusters.
 
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use sovereign::api::{ResidencyPolicy, SovereignCluster, SovereignWorkload, VolumeTransfer};
-use sovereign::sandbox::{SimCluster, write_kubeconfig};
+use sovereign::sandbox::controlplane::kubeconfig;
+
+use super::support;
 
 const HASH_DATA: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const HASH_UPLOADS: &str = "2222222222222222222222222222222222222222222222222222222222222222";
@@ -46,28 +46,23 @@ where
 }
 
 /// The history of a finished, compliant move of `migrations/dossier` with two verified volumes.
-async fn seed(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in sovereign::api::crds() {
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .expect("create CRD");
-    }
+async fn seed(client: &Client, p: &str) {
+    sovereign::sandbox::demo::install_crds(client).await.expect("CRDs");
     let nss: Api<Namespace> = Api::all(client.clone());
-    for ns in ["migrations", "sovereign-system"] {
+    for ns in [format!("{p}-migrations"), format!("{p}-system")] {
         create(&nss, json!({"metadata": {"name": ns}})).await;
     }
     let clusters: Api<SovereignCluster> = Api::all(client.clone());
     for (name, provider, country, province, jurisdiction, sovereignty) in [
         (
-            "aws-us-east-1",
+            format!("{p}-aws-us-east-1"),
             "aws",
             "US",
             "VA",
             "US",
             "ForeignControlled",
         ),
-        ("qc-cloud", "micrologic", "CA", "QC", "CA", "Sovereign"),
+        (format!("{p}-qc-cloud"), "micrologic", "CA", "QC", "CA", "Sovereign"),
     ] {
         create(
             &clusters,
@@ -81,7 +76,7 @@ async fn seed(client: &Client) {
         .await;
         set_status(
             &clusters,
-            name,
+            &name,
             json!({"reachable": true, "provider": provider, "region": "r1",
                    "location": format!("{country}-{province}"), "jurisdiction": jurisdiction,
                    "sovereignty": sovereignty, "lastProbeTime": "2026-03-02T10:04:00Z",
@@ -94,20 +89,20 @@ async fn seed(client: &Client) {
         &policies,
         json!({
             "apiVersion": "sovereign.dev/v1alpha1", "kind": "ResidencyPolicy",
-            "metadata": {"name": "quebec-strict"},
+            "metadata": {"name": format!("{p}-quebec-strict")},
             "spec": {"enforcement": "Block", "allowedLocations": ["CA-QC"], "allowedJurisdictions": ["CA"]}
         }),
     )
     .await;
-    let workloads: Api<SovereignWorkload> = Api::namespaced(client.clone(), "migrations");
+    let workloads: Api<SovereignWorkload> = Api::namespaced(client.clone(), &format!("{p}-migrations"));
     let w = create(
         &workloads,
         json!({
             "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
-            "metadata": {"name": "dossier", "namespace": "migrations"},
+            "metadata": {"name": "dossier", "namespace": format!("{p}-migrations")},
             "spec": {
-                "source": {"cluster": "aws-us-east-1", "namespace": "sante"},
-                "target": {"cluster": "qc-cloud", "namespace": "sante"},
+                "source": {"cluster": format!("{p}-aws-us-east-1"), "namespace": "sante"},
+                "target": {"cluster": format!("{p}-qc-cloud"), "namespace": "sante"},
                 "mode": "Move",
                 "cutover": {"strategy": "Manual", "approvedPlanHash": PLAN, "retainSourceFor": "168h"},
                 "governance": {"dataClassification": "Confidential", "privacyImpactAssessmentRef": "EFVP-2026-0412"},
@@ -124,7 +119,7 @@ async fn seed(client: &Client) {
             "plan": {"hash": PLAN, "objects": 12, "volumes": 2, "bytes": 2097152, "transforms": ["rewrite-images"],
                      "approvedHash": PLAN, "approvedBy": "alice", "approvedAt": "2026-03-01T09:00:00Z"},
             "volumes": [{"pvc": "data", "transfer": "dossier-data"}, {"pvc": "uploads", "transfer": "dossier-uploads"}],
-            "residency": {"verdict": "Compliant", "location": "CA-QC", "jurisdiction": "CA", "policy": "quebec-strict",
+            "residency": {"verdict": "Compliant", "location": "CA-QC", "jurisdiction": "CA", "policy": format!("{p}-quebec-strict"),
                           "checkedAt": "2026-03-02T10:05:00Z"},
             "cost": {"currency": "CAD", "estimated": {"oneTime": 10.0, "monthlyBefore": 800.0, "monthlyAfter": 600.0},
                      "actual": {"oneTime": 2.5, "wireBytes": 3000, "parallelSeconds": 600}},
@@ -132,20 +127,20 @@ async fn seed(client: &Client) {
         }),
     )
     .await;
-    let transfers: Api<VolumeTransfer> = Api::namespaced(client.clone(), "migrations");
+    let transfers: Api<VolumeTransfer> = Api::namespaced(client.clone(), &format!("{p}-migrations"));
     for (pvc, hash) in [("data", HASH_DATA), ("uploads", HASH_UPLOADS)] {
         let name = format!("dossier-{pvc}");
         create(
             &transfers,
             json!({
                 "apiVersion": "sovereign.dev/v1alpha1", "kind": "VolumeTransfer",
-                "metadata": {"name": name, "namespace": "migrations",
+                "metadata": {"name": name, "namespace": format!("{p}-migrations"),
                              "labels": {"sovereign.dev/workload": "dossier"},
                              "ownerReferences": [{"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
                                                   "name": "dossier", "uid": w.uid().expect("uid"), "controller": true}]},
                 "spec": {"workload": "dossier",
-                         "source": {"cluster": "aws-us-east-1", "namespace": "sante", "pvc": pvc},
-                         "target": {"cluster": "qc-cloud", "namespace": "sante", "pvc": pvc}}
+                         "source": {"cluster": format!("{p}-aws-us-east-1"), "namespace": "sante", "pvc": pvc},
+                         "target": {"cluster": format!("{p}-qc-cloud"), "namespace": "sante", "pvc": pvc}}
             }),
         )
         .await;
@@ -181,17 +176,22 @@ async fn sovereign(args: &[&str]) -> Run {
     }
 }
 
-async fn report(kubeconfig: &Path, out: &Path, extra: &[&str]) -> Run {
+async fn report(p: &str, kubeconfig: &Path, out: &Path, extra: &[&str]) -> Run {
+    let ns = format!("{p}-migrations");
+    let key = format!("{p}-system/{KEY_SECRET}");
     let mut args = vec![
         "report",
         "--kubeconfig",
         kubeconfig.to_str().expect("utf8 path"),
         "-n",
-        "migrations",
+        &ns,
         "dossier",
         "--out",
         out.to_str().expect("utf8 path"),
     ];
+    if !extra.contains(&"--signing-key-secret") {
+        args.extend(["--signing-key-secret", key.as_str()]);
+    }
     args.extend_from_slice(extra);
     sovereign(&args).await
 }
@@ -210,8 +210,8 @@ async fn verify(dir: &Path, public_key: &str) -> Run {
     .await
 }
 
-async fn published_key(client: &Client) -> String {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "sovereign-system");
+async fn published_key(client: &Client, p: &str) -> String {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &format!("{p}-system"));
     let s = secrets
         .get(KEY_SECRET)
         .await
@@ -223,34 +223,35 @@ async fn published_key(client: &Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_move_is_attested_signed_and_checkable() {
-    let qc = SimCluster::start("qc").await.expect("cluster");
-    let client = qc.client().await.expect("client");
-    seed(&client).await;
+    let p = "rep-ok";
+    let sh = support::shared();
+    let (_, client) = support::clients().await;
+    seed(&client, p).await;
     let tmp = tempfile::tempdir().expect("tmp");
     let kubeconfig = tmp.path().join("kubeconfig");
-    write_kubeconfig(&kubeconfig, &[("qc", &qc)], "qc").expect("kubeconfig");
+    std::fs::write(&kubeconfig, kubeconfig::render(&[sh.target_entry("qc")], "qc")).expect("kubeconfig");
     let out = tmp.path().join("reports");
 
-    let r = report(&kubeconfig, &out, &[]).await;
+    let r = report(p, &kubeconfig, &out, &[]).await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stderr
-            .contains("created signing key Secret sovereign-system/sovereign-report-signing-key"),
+            .contains(&format!("created signing key Secret {p}-system/sovereign-report-signing-key")),
         "{}",
         r.stderr
     );
     for ext in ["json", "md", "sig"] {
-        let p = out.join(format!("dossier.{ext}"));
-        assert!(p.is_file(), "{} written", p.display());
+        let f = out.join(format!("dossier.{ext}"));
+        assert!(f.is_file(), "{} written", f.display());
         assert!(
-            r.stdout.contains(&format!("wrote {}", p.display())),
+            r.stdout.contains(&format!("wrote {}", f.display())),
             "{}",
             r.stdout
         );
     }
     assert!(
         r.stdout
-            .contains("ATTESTED: migrations/dossier was moved from aws-us-east-1"),
+            .contains(&format!("ATTESTED: {p}-migrations/dossier was moved from {p}-aws-us-east-1")),
         "{}",
         r.stdout
     );
@@ -270,9 +271,9 @@ async fn a_finished_move_is_attested_signed_and_checkable() {
     assert_eq!(json["cost"]["actual"]["wireBytes"], 3000);
     assert_eq!(
         json["signing"]["keySecret"],
-        "sovereign-system/sovereign-report-signing-key"
+        format!("{p}-system/sovereign-report-signing-key")
     );
-    let public_key = published_key(&client).await;
+    let public_key = published_key(&client, p).await;
     assert_eq!(json["signing"]["publicKey"], public_key.as_str());
     let md = std::fs::read_to_string(out.join("dossier.md")).expect("md");
     assert!(md.contains("> **ATTESTED.**"), "{md}");
@@ -297,10 +298,10 @@ async fn a_finished_move_is_attested_signed_and_checkable() {
 
     // A second report reuses the key: every report of this cluster checks against one key.
     let again = tmp.path().join("again");
-    let r = report(&kubeconfig, &again, &[]).await;
+    let r = report(p, &kubeconfig, &again, &[]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stderr.contains("created signing key"), "{}", r.stderr);
-    assert_eq!(published_key(&client).await, public_key);
+    assert_eq!(published_key(&client, p).await, public_key);
     assert_eq!(verify(&again, &public_key).await.code, 0);
 
     // One byte changed in the filed JSON: the verdict flips, and verify says so.
@@ -325,6 +326,7 @@ async fn a_finished_move_is_attested_signed_and_checkable() {
 
     // --stdout prints the signed document instead of writing it.
     let r = report(
+        p,
         &kubeconfig,
         &tmp.path().join("unused"),
         &["--stdout", "json"],
@@ -334,29 +336,28 @@ async fn a_finished_move_is_attested_signed_and_checkable() {
     let printed: Value = serde_json::from_str(&r.stdout).expect("JSON on stdout");
     assert_eq!(printed["workload"]["name"], "dossier");
     assert!(!tmp.path().join("unused").exists());
-
-    qc.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn problems_are_reported_with_exit_1_and_bad_input_with_exit_2() {
-    let qc = SimCluster::start("qc").await.expect("cluster");
-    let client = qc.client().await.expect("client");
-    seed(&client).await;
+    let p = "rep-bad";
+    let sh = support::shared();
+    let (_, client) = support::clients().await;
+    seed(&client, p).await;
     let tmp = tempfile::tempdir().expect("tmp");
     let kubeconfig = tmp.path().join("kubeconfig");
-    write_kubeconfig(&kubeconfig, &[("qc", &qc)], "qc").expect("kubeconfig");
+    std::fs::write(&kubeconfig, kubeconfig::render(&[sh.target_entry("qc")], "qc")).expect("kubeconfig");
     let out = tmp.path().join("reports");
 
     // The target's copy of one volume does not hash like the source's.
-    let transfers: Api<VolumeTransfer> = Api::namespaced(client.clone(), "migrations");
+    let transfers: Api<VolumeTransfer> = Api::namespaced(client.clone(), &format!("{p}-migrations"));
     set_status(
         &transfers,
         "dossier-uploads",
         json!({"targetRootHash": HASH_DATA}),
     )
     .await;
-    let r = report(&kubeconfig, &out, &[]).await;
+    let r = report(p, &kubeconfig, &out, &[]).await;
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stdout.contains("NOT ATTESTED: PROBLEMS FOUND"),
@@ -367,18 +368,18 @@ async fn problems_are_reported_with_exit_1_and_bad_input_with_exit_2() {
     let md = std::fs::read_to_string(out.join("dossier.md")).expect("the report is still written");
     assert!(md.contains("**MISMATCH: hashes differ**"), "{md}");
     // Still signed: a signed report of a problem is evidence too.
-    let public_key = published_key(&client).await;
+    let public_key = published_key(&client, p).await;
     assert_eq!(verify(&out, &public_key).await.code, 0);
 
     // Back in Replicating: not an attestation of a finished move.
-    let workloads: Api<SovereignWorkload> = Api::namespaced(client.clone(), "migrations");
+    let workloads: Api<SovereignWorkload> = Api::namespaced(client.clone(), &format!("{p}-migrations"));
     set_status(
         &workloads,
         "dossier",
         json!({"phase": "Replicating", "completedAt": null}),
     )
     .await;
-    let r = report(&kubeconfig, &out, &["--stdout", "md"]).await;
+    let r = report(p, &kubeconfig, &out, &["--stdout", "md"]).await;
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
         r.stdout
@@ -393,7 +394,7 @@ async fn problems_are_reported_with_exit_1_and_bad_input_with_exit_2() {
         "--kubeconfig",
         kubeconfig.to_str().expect("utf8"),
         "-n",
-        "migrations",
+        &format!("{p}-migrations"),
         "dossiers",
         "--out",
         tmp.path().join("none").to_str().expect("utf8"),
@@ -402,7 +403,7 @@ async fn problems_are_reported_with_exit_1_and_bad_input_with_exit_2() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr
-            .contains("SovereignWorkload migrations/dossiers not found")
+            .contains(&format!("SovereignWorkload {p}-migrations/dossiers not found"))
             && r.stderr.contains("has: dossier"),
         "{}",
         r.stderr
@@ -410,7 +411,7 @@ async fn problems_are_reported_with_exit_1_and_bad_input_with_exit_2() {
     assert!(!tmp.path().join("none").exists());
 
     // A key Secret in a namespace that does not exist cannot be created.
-    let r = report(&kubeconfig, &out, &["--signing-key-secret", "nowhere/key"]).await;
+    let r = report(p, &kubeconfig, &out, &["--signing-key-secret", "nowhere/key"]).await;
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("namespace nowhere does not exist"),
@@ -419,28 +420,29 @@ async fn problems_are_reported_with_exit_1_and_bad_input_with_exit_2() {
     );
 
     // A Secret that is not a signing key is refused, never overwritten.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "sovereign-system");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &format!("{p}-system"));
     create(
         &secrets,
-        json!({"metadata": {"name": "other", "namespace": "sovereign-system"}, "stringData": {"token": "x"}}),
+        json!({"metadata": {"name": "other", "namespace": format!("{p}-system")}, "stringData": {"token": "x"}}),
     )
     .await;
-    let r = report(
-        &kubeconfig,
-        &out,
-        &["--signing-key-secret", "sovereign-system/other"],
-    )
-    .await;
+    let other = format!("{p}-system/other");
+    let r = report(p, &kubeconfig, &out, &["--signing-key-secret", &other]).await;
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("no key \"ed25519.pk8\""), "{}", r.stderr);
 
-    // An API server that is gone.
-    qc.shutdown().await;
-    let r = report(&kubeconfig, &out, &[]).await;
+    // An API server that is gone: nothing listens at the address the kubeconfig names.
+    let gone = format!("https://127.{}.0.1:1", sh.target.loopback_octet());
+    std::fs::write(
+        &kubeconfig,
+        kubeconfig::render(&[sh.target_entry("qc").via(&gone)], "qc"),
+    )
+    .expect("kubeconfig");
+    let r = report(p, &kubeconfig, &out, &[]).await;
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr
-            .contains("cannot reach the API server at http://127.0.0.1:"),
+            .contains(&format!("cannot reach the API server at {gone}")),
         "{}",
         r.stderr
     );
