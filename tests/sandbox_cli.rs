@@ -6,17 +6,18 @@ use std::process::Command;
 
 fn sandbox(extra: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("tmp");
+    sandbox_in(dir.path(), extra)
+}
+
+fn sandbox_in(dir: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sovereign"))
         .args(["sandbox", "--exit-when-done", "--dir"])
-        .arg(dir.path())
+        .arg(dir)
         .args(extra)
         .env("RUST_LOG", "error")
         .output()
         .expect("run sovereign sandbox");
-    assert!(
-        dir.path().join("kubeconfig").is_file(),
-        "the kubeconfig is written"
-    );
+    assert!(dir.join("kubeconfig").is_file(), "the kubeconfig is written");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -34,8 +35,9 @@ fn root_hash_of(out: &str, pvc: &str) -> Option<String> {
 }
 
 #[test]
-fn the_sandbox_migration_completes_and_shows_what_moved() {
-    let (code, out, err) = sandbox(&["--data-size", "4MiB"]);
+fn the_sandbox_migration_completes_and_shows_what_moved_and_a_second_start_resumes_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (code, out, err) = sandbox_in(dir.path(), &["--data-size", "4MiB"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     // Not a terminal: plain lines, no bars drawn with escape sequences or carriage returns.
     assert!(!out.contains('\x1b') && !out.contains('\r'), "{out:?}");
@@ -87,6 +89,96 @@ fn the_sandbox_migration_completes_and_shows_what_moved() {
         "{out}"
     );
     assert!(!out.contains("being built"), "{out}");
+    assert!(
+        out.contains("Both clusters are ready in") && out.contains("Kubernetes v1.37.2"),
+        "{out}"
+    );
+
+    // Again on the same directory: both clusters resume with their state (etcd's data, the
+    // volumes), the workload is found completed, nothing is seeded or moved again.
+    let (code, again, err) = sandbox_in(dir.path(), &["--data-size", "4MiB"]);
+    assert_eq!(code, 0, "stdout:\n{again}\nstderr:\n{err}");
+    assert!(again.contains("(resumed from the directory)"), "{again}");
+    assert!(
+        again.contains("the workload exists from a previous run on this directory"),
+        "{again}"
+    );
+    assert!(!again.contains("wrote "), "no data written again: {again}");
+    assert!(again.contains("The migration completed in"), "{again}");
+    for pvc in ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"] {
+        assert_eq!(root_hash_of(&again, pvc), root_hash_of(&out, pvc), "{pvc}: {again}");
+    }
+}
+
+/// The processes whose executable is under `dir` and which run in `cwd` or below it.
+fn processes_under(dir: &std::path::Path, cwd: &std::path::Path) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(exe) = std::fs::read_link(e.path().join("exe"))
+            && exe.starts_with(dir)
+            && std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c.starts_with(cwd))
+        {
+            let name = exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            out.push((pid, name));
+        }
+    }
+    out
+}
+
+/// While the sandbox serves, each cluster runs etcd, kube-apiserver, kube-controller-manager and
+/// kube-scheduler of the pinned build; Ctrl-C (SIGINT to the sandbox) stops every one of them.
+#[test]
+fn the_clusters_are_upstream_processes_and_ctrl_c_leaves_none_behind() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bins = Command::new(env!("CARGO_BIN_EXE_sovereign"))
+        .arg("control-plane")
+        .output()
+        .expect("control-plane");
+    let text = String::from_utf8_lossy(&bins.stdout).into_owned();
+    let bin_dir = std::path::PathBuf::from(
+        text.lines()
+            .last()
+            .and_then(|l| l.split(" (Kubernetes").next())
+            .expect("the control plane's directory"),
+    );
+    assert!(bin_dir.join("kube-apiserver").is_file(), "{text}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sovereign"))
+        .args(["sandbox", "--no-migrate", "--dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the sandbox");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while !dir.path().join("kubeconfig").is_file() {
+        assert!(std::time::Instant::now() < deadline, "the sandbox did not start");
+        assert!(child.try_wait().expect("wait").is_none(), "the sandbox exited");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let running = processes_under(&bin_dir, dir.path());
+    let mut names: Vec<&str> = running.iter().map(|(_, n)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "etcd", "etcd", "kube-apiserver", "kube-apiserver", "kube-controller-manager",
+            "kube-controller-manager", "kube-scheduler", "kube-scheduler"
+        ],
+        "{running:?}"
+    );
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    let left: Vec<(u32, String)> = running
+        .into_iter()
+        .filter(|(p, _)| std::path::Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[test]

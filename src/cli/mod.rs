@@ -32,9 +32,13 @@ pub enum Command {
     Residency(residency::ResidencyArgs),
     /// The signed residency-and-cost attestation of a workload (`report verify` checks one).
     Report(report::ReportArgs),
-    /// Serve simulated clusters (source and target) on loopback for kubectl and the operator.
+    /// Two real clusters on loopback (source and target), the sample application and the
+    /// operator migrating it.
     #[cfg(feature = "sandbox")]
     Sandbox(crate::sandbox::cli::SandboxArgs),
+    /// Build (once, into a cache) the upstream control plane the sandbox runs, and print where.
+    #[cfg(feature = "sandbox")]
+    ControlPlane(crate::sandbox::cli::ControlPlaneArgs),
     /// The data mover: certificates, send and receive.
     Mover(crate::mover::cli::MoverArgs),
     /// Run a program for the sandbox, ending it when the sandbox is gone (internal).

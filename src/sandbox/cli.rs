@@ -53,6 +53,28 @@ pub struct SandboxArgs {
     pub target_profile: String,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct ControlPlaneArgs {
+    /// Use (and check) this directory of programs instead of building them.
+    #[arg(long, env = binaries::BIN_ENV)]
+    pub control_plane_bin: Option<PathBuf>,
+}
+
+/// `sovereign control-plane`: builds the programs when the cache lacks them, then prints their
+/// directory and releases.
+pub fn control_plane(args: &ControlPlaneArgs) -> Result<(), SandboxCliError> {
+    let started = Instant::now();
+    let bins = binaries::locate(args.control_plane_bin.as_deref(), &mut |m| println!("{m}"))?;
+    println!(
+        "{} (Kubernetes {}, etcd {}), ready in {:.1}s",
+        bins.dir().display(),
+        binaries::KUBERNETES_RELEASE,
+        binaries::ETCD_RELEASE,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxCliError {
     #[error("the migration did not complete: {0}")]

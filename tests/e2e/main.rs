@@ -4,6 +4,7 @@
 
 #![cfg(feature = "sandbox")]
 
+mod apply;
 mod kubectl;
 mod operator;
 mod profiles;

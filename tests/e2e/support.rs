@@ -159,10 +159,17 @@ pub struct Env {
 /// registered (SovereignClusters `<id>-aws`, `<id>-quebec` in shard `<id>`); the workload's
 /// spec is the demo's with `patch` merged over it. No operator runs yet.
 pub async fn start(id: &str, patch: Value) -> Env {
+    start_with(id, patch, |_| {}).await
+}
+
+/// The same, with the application's objects changed by `edit` before they are seeded.
+pub async fn start_with(id: &str, patch: Value, edit: impl FnOnce(&mut Vec<Value>)) -> Env {
     let sh = shared();
     let (src, dst) = clients().await;
     let names = Names::for_test(id);
-    demo::seed_application(&src, &names)
+    let mut app = demo::application(&names.app);
+    edit(&mut app);
+    sovereign::sandbox::objects::apply_all(&src, &app, "e2e-test")
         .await
         .expect("seed the application");
     demo::register(&sh.source, &dst, &names, "qc-sovereign", &patch)

@@ -1,7 +1,6 @@
-//! The migration end to end on the sandbox: a realistic namespace and its volumes' data move from
-//! an EKS-like cluster in us-east-1 to a Québec cluster, with the mover running for real.
-
-mod support;
+//! The migration end to end on the real clusters: a realistic namespace and its volumes' data
+//! move from an EKS-like cluster in us-east-1 to a Québec cluster, with the mover running for
+//! real as the node agent's processes. Each test has its own namespaces and operator shard.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
@@ -11,7 +10,8 @@ use kube::api::{Api, ListParams};
 use serde_json::json;
 use sovereign::api::VolumeTransfer;
 use sovereign::sandbox::demo;
-use support::{condition, eventually, phase, tree};
+use sovereign::sandbox::network::faults::FaultProxy;
+use super::support::{self, condition, eventually, phase, tree};
 
 /// The hold the operator puts on a DaemonSet's node selector, if any.
 fn held(d: &DaemonSet) -> Option<String> {
@@ -28,7 +28,7 @@ fn held(d: &DaemonSet) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_realistic_namespace_moves_with_its_data() {
-    let sb = support::start(json!({})).await;
+    let sb = support::start("mig-arnmwid", json!({})).await;
     // A custom resource of the application, whose CRD both clusters serve.
     let crd = json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -39,15 +39,23 @@ async fn a_realistic_namespace_moves_with_its_data() {
                                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {
                                    "years": {"type": "integer", "minimum": 1}, "appliesTo": {"type": "string"}}}}}}}]}
     });
-    sb.source.apply_object(crd.clone()).expect("source CRD");
-    sb.target.apply_object(crd).expect("target CRD");
-    sb.source
-        .apply_object(json!({
-            "apiVersion": "sante.gouv.qc.ca/v1", "kind": "RetentionRule",
-            "metadata": {"name": "dossiers-medicaux", "namespace": "sante", "labels": {"app.kubernetes.io/part-of": "dossier"}},
-            "spec": {"years": 10, "appliesTo": "dossier-documents"}
-        }))
-        .expect("custom resource");
+    for c in [&sb.src, &sb.dst] {
+        sovereign::sandbox::objects::apply(c, &crd, "e2e-test")
+            .await
+            .expect("CRD");
+    }
+    let rule = json!({
+        "apiVersion": "sante.gouv.qc.ca/v1", "kind": "RetentionRule",
+        "metadata": {"name": "dossiers-medicaux", "namespace": sb.names.app, "labels": {"app.kubernetes.io/part-of": "dossier"}},
+        "spec": {"years": 10, "appliesTo": "dossier-documents"}
+    });
+    // Served once the CRD is established.
+    eventually("the custom resource applied", || async {
+        sovereign::sandbox::objects::apply(&sb.src, &rule, "e2e-test")
+            .await
+            .ok()
+    })
+    .await;
     let (stop, op) = sb.operator("op-move");
     let last = std::sync::Mutex::new(String::new());
     let w = eventually("the migration completes", || async {
@@ -56,7 +64,7 @@ async fn a_realistic_namespace_moves_with_its_data() {
         support::trace(&last, &w);
         if std::env::var("TRACE_TRANSFERS").is_ok() {
             let vts: Api<VolumeTransfer> =
-                Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+                Api::namespaced(sb.dst.clone(), &sb.names.workloads);
             for vt in vts.list(&ListParams::default()).await.ok()?.items {
                 let st = vt.status.clone().unwrap_or_default();
                 eprintln!(
@@ -88,9 +96,9 @@ async fn a_realistic_namespace_moves_with_its_data() {
     assert!(s.cutover_at.is_some() && s.completed_at.is_some());
 
     // The source is stopped, as recorded before quiescing.
-    let src_deploy: Api<Deployment> = Api::namespaced(sb.src.clone(), "sante");
-    let src_sts: Api<StatefulSet> = Api::namespaced(sb.src.clone(), "sante");
-    let src_cron: Api<CronJob> = Api::namespaced(sb.src.clone(), "sante");
+    let src_deploy: Api<Deployment> = Api::namespaced(sb.src.clone(), &sb.names.app);
+    let src_sts: Api<StatefulSet> = Api::namespaced(sb.src.clone(), &sb.names.app);
+    let src_cron: Api<CronJob> = Api::namespaced(sb.src.clone(), &sb.names.app);
     assert_eq!(
         src_deploy
             .get("dossier-api")
@@ -119,7 +127,7 @@ async fn a_realistic_namespace_moves_with_its_data() {
         Some(true)
     );
     // The node agent is held in the source (no node matches the selector), and runs in the target.
-    let src_ds: Api<DaemonSet> = Api::namespaced(sb.src.clone(), "sante");
+    let src_ds: Api<DaemonSet> = Api::namespaced(sb.src.clone(), &sb.names.app);
     let agent = src_ds.get("dossier-log-agent").await.expect("src ds");
     assert_eq!(
         held(&agent),
@@ -138,7 +146,7 @@ async fn a_realistic_namespace_moves_with_its_data() {
         "{:?}",
         s.quiesced
     );
-    let dst_ds: Api<DaemonSet> = Api::namespaced(sb.dst.clone(), "sante");
+    let dst_ds: Api<DaemonSet> = Api::namespaced(sb.dst.clone(), &sb.names.target_app);
     let agent = dst_ds.get("dossier-log-agent").await.expect("target ds");
     assert_eq!(held(&agent), None, "the target DaemonSet was released");
     let st = agent.status.clone().expect("ds status");
@@ -161,7 +169,7 @@ async fn a_realistic_namespace_moves_with_its_data() {
     );
 
     // The target serves with the source's replica counts, after the listed transforms.
-    let dst_deploy: Api<Deployment> = Api::namespaced(sb.dst.clone(), "sante");
+    let dst_deploy: Api<Deployment> = Api::namespaced(sb.dst.clone(), &sb.names.target_app);
     let d = dst_deploy
         .get("dossier-api")
         .await
@@ -193,10 +201,10 @@ async fn a_realistic_namespace_moves_with_its_data() {
         .expect("pod spec");
     assert_eq!(tpl.containers[0].env, src_tpl.containers[0].env);
     assert_eq!(tpl.containers[0].env_from, src_tpl.containers[0].env_from);
-    let dst_sts: Api<StatefulSet> = Api::namespaced(sb.dst.clone(), "sante");
+    let dst_sts: Api<StatefulSet> = Api::namespaced(sb.dst.clone(), &sb.names.target_app);
     let db = dst_sts.get("dossier-db").await.expect("target sts");
     assert_eq!(db.status.as_ref().and_then(|s| s.ready_replicas), Some(1));
-    let dst_cron: Api<CronJob> = Api::namespaced(sb.dst.clone(), "sante");
+    let dst_cron: Api<CronJob> = Api::namespaced(sb.dst.clone(), &sb.names.target_app);
     assert_eq!(
         dst_cron
             .get("dossier-purge")
@@ -208,14 +216,14 @@ async fn a_realistic_namespace_moves_with_its_data() {
     );
     for (kind, same) in [
         ("ConfigMap", {
-            let a: Api<ConfigMap> = Api::namespaced(sb.src.clone(), "sante");
-            let b: Api<ConfigMap> = Api::namespaced(sb.dst.clone(), "sante");
+            let a: Api<ConfigMap> = Api::namespaced(sb.src.clone(), &sb.names.app);
+            let b: Api<ConfigMap> = Api::namespaced(sb.dst.clone(), &sb.names.target_app);
             a.get("dossier-config").await.expect("cm").data
                 == b.get("dossier-config").await.expect("cm").data
         }),
         ("Secret", {
-            let a: Api<Secret> = Api::namespaced(sb.src.clone(), "sante");
-            let b: Api<Secret> = Api::namespaced(sb.dst.clone(), "sante");
+            let a: Api<Secret> = Api::namespaced(sb.src.clone(), &sb.names.app);
+            let b: Api<Secret> = Api::namespaced(sb.dst.clone(), &sb.names.target_app);
             a.get("dossier-db").await.expect("secret").data
                 == b.get("dossier-db").await.expect("secret").data
         }),
@@ -223,7 +231,7 @@ async fn a_realistic_namespace_moves_with_its_data() {
         assert!(same, "{kind} differs between source and target");
     }
     // The IRSA role annotation is gone, with a finding; the AWS load-balancer annotation too.
-    let sa: Api<ServiceAccount> = Api::namespaced(sb.dst.clone(), "sante");
+    let sa: Api<ServiceAccount> = Api::namespaced(sb.dst.clone(), &sb.names.target_app);
     let sa = sa.get("dossier-api").await.expect("sa");
     assert!(!sa.annotations().contains_key("eks.amazonaws.com/role-arn"));
     let plan = s.plan.clone().expect("plan");
@@ -234,7 +242,7 @@ async fn a_realistic_namespace_moves_with_its_data() {
         "{:?}",
         plan.findings
     );
-    let svc: Api<Service> = Api::namespaced(sb.dst.clone(), "sante");
+    let svc: Api<Service> = Api::namespaced(sb.dst.clone(), &sb.names.target_app);
     let svc = svc.get("dossier-api").await.expect("svc");
     assert!(
         !svc.annotations()
@@ -260,7 +268,7 @@ async fn a_realistic_namespace_moves_with_its_data() {
         kind: "RetentionRule".into(),
         plural: "retentionrules".into(),
     };
-    let copy = Api::<kube::core::DynamicObject>::namespaced_with(sb.dst.clone(), "sante", &rr)
+    let copy = Api::<kube::core::DynamicObject>::namespaced_with(sb.dst.clone(), &sb.names.target_app, &rr)
         .get("dossiers-medicaux")
         .await
         .expect("the custom resource in the target");
@@ -270,7 +278,7 @@ async fn a_realistic_namespace_moves_with_its_data() {
     );
 
     // Every volume's tree equals the source's, walked on both sides (not the mover's word for it).
-    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), &sb.names.workloads);
     let transfers = vts.list(&ListParams::default()).await.expect("vts").items;
     // Three volumes, two of them the database StatefulSet's (data and WAL).
     assert_eq!(transfers.len(), 3);
@@ -280,14 +288,8 @@ async fn a_realistic_namespace_moves_with_its_data() {
         assert_eq!(st.source_root_hash, st.target_root_hash);
         assert_eq!(st.pass_wire_bytes.len() as i32, st.pass);
         let claim = &vt.spec.source.pvc;
-        let a = sb
-            .source
-            .volume_path("sante", claim)
-            .expect("source volume");
-        let b = sb
-            .target
-            .volume_path("sante", claim)
-            .expect("target volume");
+        let a = sb.source_volume(claim).await;
+        let b = sb.target_volume(claim).await;
         let (ta, tb) = (tree(&a), tree(&b));
         assert!(ta.len() > 40, "{claim}: {} entries", ta.len());
         assert_eq!(ta, tb, "{claim}: trees differ");
@@ -297,7 +299,7 @@ async fn a_realistic_namespace_moves_with_its_data() {
     // The movers' pods, services, certificates and cache claims are gone from both clusters.
     eventually("mover objects removed", || async {
         let mut left = 0;
-        for (c, ns) in [(&sb.src, "sante"), (&sb.dst, "sante")] {
+        for (c, ns) in [(&sb.src, sb.names.app.as_str()), (&sb.dst, sb.names.target_app.as_str())] {
             let sel = ListParams::default().labels("app.kubernetes.io/name=sovereign-mover");
             left += Api::<Pod>::namespaced(c.clone(), ns)
                 .list(&sel)
@@ -331,13 +333,13 @@ async fn a_realistic_namespace_moves_with_its_data() {
     .await;
     let _ = stop.send(());
     let _ = op.await;
-    sb.shutdown().await;
+    sb.cleanup().await;
 }
 
-async fn replicas(c: &kube::Client, kind: &str, name: &str) -> Option<i32> {
+async fn replicas(c: &kube::Client, ns: &str, kind: &str, name: &str) -> Option<i32> {
     match kind {
         "Deployment" => {
-            Api::<Deployment>::namespaced(c.clone(), "sante")
+            Api::<Deployment>::namespaced(c.clone(), ns)
                 .get(name)
                 .await
                 .ok()?
@@ -345,7 +347,7 @@ async fn replicas(c: &kube::Client, kind: &str, name: &str) -> Option<i32> {
                 .replicas
         }
         _ => {
-            Api::<StatefulSet>::namespaced(c.clone(), "sante")
+            Api::<StatefulSet>::namespaced(c.clone(), ns)
                 .get(name)
                 .await
                 .ok()?
@@ -355,8 +357,8 @@ async fn replicas(c: &kube::Client, kind: &str, name: &str) -> Option<i32> {
     }
 }
 
-async fn suspended(c: &kube::Client, name: &str) -> Option<bool> {
-    Api::<CronJob>::namespaced(c.clone(), "sante")
+async fn suspended(c: &kube::Client, ns: &str, name: &str) -> Option<bool> {
+    Api::<CronJob>::namespaced(c.clone(), ns)
         .get(name)
         .await
         .ok()?
@@ -364,14 +366,14 @@ async fn suspended(c: &kube::Client, name: &str) -> Option<bool> {
         .suspend
 }
 
-async fn settle(sb: &support::Sandbox, want: &[&str]) -> sovereign::api::SovereignWorkload {
+async fn settle(sb: &support::Env, want: &[&str]) -> sovereign::api::SovereignWorkload {
     let last = std::sync::Mutex::new(String::new());
     eventually(&format!("the workload in {want:?}"), || async {
         let w = sb.workload().await?;
         support::trace(&last, &w);
         if std::env::var("TRACE_TRANSFERS").is_ok() {
             let vts: Api<VolumeTransfer> =
-                Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+                Api::namespaced(sb.dst.clone(), &sb.names.workloads);
             for vt in vts.list(&ListParams::default()).await.ok()?.items {
                 let st = vt.status.clone().unwrap_or_default();
                 eprintln!(
@@ -383,7 +385,7 @@ async fn settle(sb: &support::Sandbox, want: &[&str]) -> sovereign::api::Soverei
                 );
             }
             for (c, side) in [(&sb.src, "source"), (&sb.dst, "target")] {
-                let pods = Api::<Pod>::namespaced(c.clone(), "sante");
+                let pods = Api::<Pod>::namespaced(c.clone(), &sb.names.app);
                 let sel = ListParams::default().labels("app.kubernetes.io/name=sovereign-mover");
                 for p in pods.list(&sel).await.ok()?.items {
                     let st = p.status.clone().unwrap_or_default();
@@ -418,7 +420,7 @@ async fn settle(sb: &support::Sandbox, want: &[&str]) -> sovereign::api::Soverei
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn copy_leaves_the_source_untouched_and_plan_touches_nothing() {
     // Plan: the plan, the pre-flight and the estimate in status; nothing in the target.
-    let sb = support::start(json!({"mode": "Plan"})).await;
+    let sb = support::start("mig-cltsuaptn", json!({"mode": "Plan"})).await;
     let (stop, op) = sb.operator("op-plan");
     let w = settle(&sb, &["Completed", "Failed", "RolledBack"]).await;
     assert_eq!(
@@ -432,7 +434,7 @@ async fn copy_leaves_the_source_untouched_and_plan_touches_nothing() {
             .is_some_and(|p| p.objects >= 16 && p.volumes == 3)
     );
     assert!(s.cost.as_ref().and_then(|c| c.estimated.as_ref()).is_some());
-    let in_target = Api::<Deployment>::namespaced(sb.dst.clone(), "sante")
+    let in_target = Api::<Deployment>::namespaced(sb.dst.clone(), &sb.names.target_app)
         .list(&ListParams::default())
         .await
         .expect("list");
@@ -440,7 +442,7 @@ async fn copy_leaves_the_source_untouched_and_plan_touches_nothing() {
         in_target.items.is_empty(),
         "Plan mode created objects in the target"
     );
-    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), &sb.names.workloads);
     assert!(
         vts.list(&ListParams::default())
             .await
@@ -450,10 +452,10 @@ async fn copy_leaves_the_source_untouched_and_plan_touches_nothing() {
     );
     let _ = stop.send(());
     let _ = op.await;
-    sb.shutdown().await;
+    sb.cleanup().await;
 
     // Copy: the target runs a copy with the data; the source keeps serving, never touched.
-    let sb = support::start(json!({"mode": "Copy"})).await;
+    let sb = support::start("mig-copy", json!({"mode": "Copy"})).await;
     let (stop, op) = sb.operator("op-copy");
     let w = settle(&sb, &["Completed", "Failed", "RolledBack"]).await;
     assert_eq!(
@@ -469,19 +471,19 @@ async fn copy_leaves_the_source_untouched_and_plan_touches_nothing() {
         s.quiesced
     );
     assert_eq!(
-        replicas(&sb.src, "Deployment", "dossier-api").await,
+        replicas(&sb.src, &sb.names.app, "Deployment", "dossier-api").await,
         Some(3)
     );
     assert_eq!(
-        replicas(&sb.src, "StatefulSet", "dossier-db").await,
+        replicas(&sb.src, &sb.names.app, "StatefulSet", "dossier-db").await,
         Some(1)
     );
     assert_eq!(
-        suspended(&sb.src, "dossier-purge").await,
+        suspended(&sb.src, &sb.names.app, "dossier-purge").await,
         None,
         "the source CronJob was never patched"
     );
-    let src_d = Api::<Deployment>::namespaced(sb.src.clone(), "sante")
+    let src_d = Api::<Deployment>::namespaced(sb.src.clone(), &sb.names.app)
         .get("dossier-api")
         .await
         .expect("src");
@@ -491,21 +493,22 @@ async fn copy_leaves_the_source_untouched_and_plan_touches_nothing() {
         "the source still serves"
     );
     assert_eq!(
-        replicas(&sb.dst, "Deployment", "dossier-api").await,
+        replicas(&sb.dst, &sb.names.target_app, "Deployment", "dossier-api").await,
         Some(3)
     );
-    sb.assert_volumes_equal();
+    sb.assert_volumes_equal().await;
     let _ = stop.send(());
     let _ = op.await;
-    sb.shutdown().await;
+    sb.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_target_that_never_gets_healthy_rolls_back_and_the_source_serves_again() {
     // The target's nodes carry no such label: the API's pods stay Pending there.
-    let sb = support::start(json!({
+    let names = demo::Names::for_test("mig-attnghrbat");
+    let sb = support::start("mig-attnghrbat", json!({
         "cutover": {"strategy": "Automatic", "healthTimeout": "30s"},
-        "target": {"cluster": "quebec", "namespace": "sante", "storageClassMap": {"gp3": "ceph-rbd"},
+        "target": {"cluster": names.target_cluster, "namespace": names.target_app, "storageClassMap": {"gp3": "ceph-rbd"},
                    "imageRewrites": [{"from": "123456789012.dkr.ecr.us-east-1.amazonaws.com", "to": "registry.sante.gouv.qc.ca"}],
                    "patches": [{"kind": "Deployment", "name": "dossier-api", "operations": [
                        {"op": "add", "path": "/spec/template/spec/nodeSelector", "value": {"disktype": "nvme-gen5"}}]}]}
@@ -534,14 +537,14 @@ async fn a_target_that_never_gets_healthy_rolls_back_and_the_source_serves_again
     let s = w.status.clone().expect("status");
     assert!(s.cutover_at.is_some());
     eventually("the source restored", || async {
-        (replicas(&sb.src, "Deployment", "dossier-api").await == Some(3)
-            && replicas(&sb.src, "StatefulSet", "dossier-db").await == Some(1)
-            && suspended(&sb.src, "dossier-purge").await == Some(false))
+        (replicas(&sb.src, &sb.names.app, "Deployment", "dossier-api").await == Some(3)
+            && replicas(&sb.src, &sb.names.app, "StatefulSet", "dossier-db").await == Some(1)
+            && suspended(&sb.src, &sb.names.app, "dossier-purge").await == Some(false))
         .then_some(())
     })
     .await;
     let src_d = eventually("the source serving", || async {
-        let d = Api::<Deployment>::namespaced(sb.src.clone(), "sante")
+        let d = Api::<Deployment>::namespaced(sb.src.clone(), &sb.names.app)
             .get("dossier-api")
             .await
             .ok()?;
@@ -550,17 +553,17 @@ async fn a_target_that_never_gets_healthy_rolls_back_and_the_source_serves_again
     .await;
     assert_eq!(src_d.spec.and_then(|s| s.replicas), Some(3));
     assert_eq!(
-        replicas(&sb.dst, "Deployment", "dossier-api").await,
+        replicas(&sb.dst, &sb.names.target_app, "Deployment", "dossier-api").await,
         Some(0)
     );
     assert_eq!(
-        replicas(&sb.dst, "StatefulSet", "dossier-db").await,
+        replicas(&sb.dst, &sb.names.target_app, "StatefulSet", "dossier-db").await,
         Some(0)
     );
-    assert_eq!(suspended(&sb.dst, "dossier-purge").await, Some(true));
+    assert_eq!(suspended(&sb.dst, &sb.names.target_app, "dossier-purge").await, Some(true));
     let _ = stop.send(());
     let _ = op.await;
-    sb.shutdown().await;
+    sb.cleanup().await;
 }
 
 /// The operator is killed (its task aborted, no graceful shutdown) right after every phase change
@@ -570,7 +573,7 @@ async fn a_target_that_never_gets_healthy_rolls_back_and_the_source_serves_again
 /// counts recorded once (a second cutover would record zeros), no duplicated pods.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_at_every_phase_boundary_and_mid_step_it_still_completes_once() {
-    let sb = support::start(json!({"cutover": {"strategy": "Manual"}})).await;
+    let sb = support::start("mig-kaepbamsis", json!({"cutover": {"strategy": "Manual"}})).await;
     // Manual approval first: nothing is cut over before the right hash, a stale one is refused.
     let (stop, op) = sb.operator("op-0");
     let w = settle(&sb, &["AwaitingApproval"]).await;
@@ -584,7 +587,7 @@ async fn killed_at_every_phase_boundary_and_mid_step_it_still_completes_once() {
         let api = sb.workloads();
         async move {
             api.patch(
-                demo::WORKLOAD,
+                &sb.names.workload,
                 &kube::api::PatchParams::default(),
                 &kube::api::Patch::Merge(json!({"spec": {"cutover": {"approvedPlanHash": h, "approvedBy": "dpo@sante.gouv.qc.ca"}}})),
             )
@@ -600,10 +603,10 @@ async fn killed_at_every_phase_boundary_and_mid_step_it_still_completes_once() {
     .await;
     assert_eq!(phase(&stale), "AwaitingApproval");
     assert_eq!(
-        replicas(&sb.src, "Deployment", "dossier-api").await,
+        replicas(&sb.src, &sb.names.app, "Deployment", "dossier-api").await,
         Some(3)
     );
-    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), &sb.names.workloads);
     assert!(
         vts.list(&ListParams::default())
             .await
@@ -616,8 +619,13 @@ async fn killed_at_every_phase_boundary_and_mid_step_it_still_completes_once() {
     let _ = op.await;
     drop(stop);
 
-    // Slow writes on the target so that a kill lands while objects are being applied.
-    sb.target
+    // Slow requests to the target (through a fault proxy of this test's own) so that a kill
+    // lands while objects are being applied.
+    let proxy = FaultProxy::start(&support::shared().target)
+        .await
+        .expect("fault proxy");
+    let slow = support::client(proxy.entry("target-slow")).await;
+    proxy
         .faults()
         .set_latency(std::time::Duration::from_millis(15));
     approve(hash).await;
@@ -627,7 +635,7 @@ async fn killed_at_every_phase_boundary_and_mid_step_it_still_completes_once() {
     let started = tokio::time::Instant::now();
     let done = loop {
         generation += 1;
-        let (_stop, op) = sb.operator(&format!("op-{generation}"));
+        let (_stop, op) = sb.operator_with(slow.clone(), &format!("op-{generation}"));
         let at_start = sb.workload().await.map(|w| phase(&w)).unwrap_or_default();
         // A phase written just before the previous operator was killed is seen here first.
         if !at_start.is_empty() && seen.last() != Some(&at_start) {
@@ -672,7 +680,7 @@ async fn killed_at_every_phase_boundary_and_mid_step_it_still_completes_once() {
             "no progress: {seen:?}"
         );
     };
-    sb.target.faults().set_latency(std::time::Duration::ZERO);
+    proxy.faults().set_latency(std::time::Duration::ZERO);
     eprintln!("[crash] {generation} operator(s) killed; phases seen: {seen:?}");
     assert!(
         generation >= 5,
@@ -707,7 +715,7 @@ async fn killed_at_every_phase_boundary_and_mid_step_it_still_completes_once() {
         Some("dpo@sante.gouv.qc.ca")
     );
     // No duplicates: the target runs exactly the source's replica counts, one transfer per volume.
-    let pods = Api::<Pod>::namespaced(sb.dst.clone(), "sante")
+    let pods = Api::<Pod>::namespaced(sb.dst.clone(), &sb.names.target_app)
         .list(&ListParams::default().labels("app=dossier-api"))
         .await
         .expect("pods");
@@ -729,27 +737,21 @@ async fn killed_at_every_phase_boundary_and_mid_step_it_still_completes_once() {
             "one wire-bytes entry per pass: {st:?}"
         );
         let claim = &vt.spec.source.pvc;
-        let a = sb
-            .source
-            .volume_path("sante", claim)
-            .expect("source volume");
-        let b = sb
-            .target
-            .volume_path("sante", claim)
-            .expect("target volume");
+        let a = sb.source_volume(claim).await;
+        let b = sb.target_volume(claim).await;
         assert_eq!(tree(&a), tree(&b), "{claim}");
     }
     assert_eq!(
-        replicas(&sb.src, "Deployment", "dossier-api").await,
+        replicas(&sb.src, &sb.names.app, "Deployment", "dossier-api").await,
         Some(0)
     );
-    sb.shutdown().await;
+    sb.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_budget_pauses_before_data_moves_and_the_actual_cost_is_the_wire_bytes_priced() {
     // Prices chosen so that only egress costs anything: the actual is then wire bytes × price.
-    let sb = support::start(
+    let sb = support::start("mig-abpbdmatac", 
         json!({"cost": {"currency": "CAD", "budget": {"amount": 1, "currency": "CAD"}}}),
     )
     .await;
@@ -791,7 +793,7 @@ async fn a_budget_pauses_before_data_moves_and_the_actual_cost_is_the_wire_bytes
         (within.0.as_str(), within.1.as_str()),
         ("False", "OverBudget")
     );
-    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), &sb.names.workloads);
     assert!(
         vts.list(&ListParams::default())
             .await
@@ -801,7 +803,7 @@ async fn a_budget_pauses_before_data_moves_and_the_actual_cost_is_the_wire_bytes
         "no data moved over budget"
     );
     assert!(
-        Api::<Deployment>::namespaced(sb.dst.clone(), "sante")
+        Api::<Deployment>::namespaced(sb.dst.clone(), &sb.names.target_app)
             .list(&ListParams::default())
             .await
             .expect("list")
@@ -811,7 +813,7 @@ async fn a_budget_pauses_before_data_moves_and_the_actual_cost_is_the_wire_bytes
     // Raising the budget resumes.
     sb.workloads()
         .patch(
-            demo::WORKLOAD,
+            &sb.names.workload,
             &kube::api::PatchParams::default(),
             &kube::api::Patch::Merge(
                 json!({"spec": {"cost": {"budget": {"amount": 100000000, "currency": "CAD"}}}}),
@@ -850,14 +852,14 @@ async fn a_budget_pauses_before_data_moves_and_the_actual_cost_is_the_wire_bytes
     );
     let _ = stop.send(());
     let _ = op.await;
-    sb.shutdown().await;
+    sb.cleanup().await;
 }
 
 /// After completion the residency check runs again on what actually runs: a pod rescheduled onto a
 /// node pool of a US cloud flips `ResidencyCompliant` to False with the evidence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn drift_after_completion_flips_the_residency_condition() {
-    let sb = support::start(json!({})).await;
+    let sb = support::start("mig-dacftrc", json!({})).await;
     let (stop, op) = sb.operator("op-drift");
     let w = settle(&sb, &["Completed", "RolledBack", "Failed"]).await;
     assert_eq!(phase(&w), "Completed");
@@ -895,7 +897,7 @@ async fn drift_after_completion_flips_the_residency_condition() {
                                     "osImage": "Amazon Linux 2023", "kernelVersion": "6.1", "containerRuntimeVersion": "containerd://1.7", "operatingSystem": "linux", "architecture": "amd64"}}
         }))
         .expect("foreign node");
-    Api::<Deployment>::namespaced(sb.dst.clone(), "sante")
+    Api::<Deployment>::namespaced(sb.dst.clone(), &sb.names.target_app)
         .patch(
             "dossier-api",
             &kube::api::PatchParams::default(),
@@ -912,7 +914,7 @@ async fn drift_after_completion_flips_the_residency_condition() {
     assert_eq!(c.0, "False");
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(
         sb.dst.clone(),
-        demo::WORKLOAD_NAMESPACE,
+        &sb.names.workloads,
     );
     eventually("a ResidencyDrifted Event", || async {
         let list = events.list(&ListParams::default()).await.ok()?;
@@ -940,7 +942,7 @@ async fn drift_after_completion_flips_the_residency_condition() {
     );
     let _ = stop.send(());
     let _ = op.await;
-    sb.shutdown().await;
+    sb.cleanup().await;
 }
 
 /// `consistency: Snapshot` in Copy mode: every pass's sender reads a claim restored from a
@@ -955,10 +957,10 @@ async fn snapshot_consistency_copies_each_pass_from_a_snapshot_and_leaves_nothin
     use std::collections::{BTreeMap, BTreeSet};
     use std::sync::{Arc, Mutex};
 
-    let sb = support::start(json!({"mode": "Copy", "data": {"consistency": "Snapshot"}})).await;
+    let sb = support::start("mig-sccepfasal", json!({"mode": "Copy", "data": {"consistency": "Snapshot"}})).await;
     let snapshots: Api<DynamicObject> = Api::namespaced_with(
         sb.src.clone(),
-        "sante",
+        &sb.names.app,
         &sovereign::migrate::snapshot::volume_snapshots(),
     );
     // What the source saw, recorded by watches opened before the operator starts: each
@@ -968,7 +970,7 @@ async fn snapshot_consistency_copies_each_pass_from_a_snapshot_and_leaves_nothin
     let seen_senders: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
     let mut snap_events = watcher(snapshots.clone(), watcher::Config::default()).boxed();
     let mut pod_events = watcher(
-        Api::<Pod>::namespaced(sb.src.clone(), "sante"),
+        Api::<Pod>::namespaced(sb.src.clone(), &sb.names.app),
         watcher::Config::default().labels("app.kubernetes.io/component=sender"),
     )
     .boxed();
@@ -1019,7 +1021,7 @@ async fn snapshot_consistency_copies_each_pass_from_a_snapshot_and_leaves_nothin
 
     // Killed after each of its first steps (a transfer's status changed): it resumes from what it
     // finds by name.
-    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), &sb.names.workloads);
     let state = || async {
         let list = vts.list(&ListParams::default()).await.ok()?.items;
         Some(
@@ -1066,7 +1068,7 @@ async fn snapshot_consistency_copies_each_pass_from_a_snapshot_and_leaves_nothin
         "{:?}",
         w.status.as_ref().and_then(|s| s.message.clone())
     );
-    sb.assert_volumes_equal();
+    sb.assert_volumes_equal().await;
     // Each pass read its own snapshot of its own claim, taken once: a pre-copy and a final pass
     // per volume.
     let transfers = vts.list(&ListParams::default()).await.expect("vts").items;
@@ -1110,7 +1112,7 @@ async fn snapshot_consistency_copies_each_pass_from_a_snapshot_and_leaves_nothin
         let left_claims: Vec<String> =
             Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
                 sb.src.clone(),
-                "sante",
+                &sb.names.app,
             )
             .list(&ListParams::default())
             .await
@@ -1120,7 +1122,7 @@ async fn snapshot_consistency_copies_each_pass_from_a_snapshot_and_leaves_nothin
             .map(|c| c.name_any())
             .filter(|n| n.contains("-snap-"))
             .collect();
-        let left_pods = Api::<Pod>::namespaced(sb.src.clone(), "sante")
+        let left_pods = Api::<Pod>::namespaced(sb.src.clone(), &sb.names.app)
             .list(&sel)
             .await
             .ok()?
@@ -1130,32 +1132,34 @@ async fn snapshot_consistency_copies_each_pass_from_a_snapshot_and_leaves_nothin
     .await;
     // The live claims were never touched: the source still serves, unscaled.
     assert_eq!(
-        replicas(&sb.src, "StatefulSet", "dossier-db").await,
+        replicas(&sb.src, &sb.names.app, "StatefulSet", "dossier-db").await,
         Some(1)
     );
     w1.abort();
     w2.abort();
     let _ = stop.send(());
     let _ = op.await;
-    sb.shutdown().await;
+    sb.cleanup().await;
 }
 
 /// `consistency: Snapshot` with no VolumeSnapshotClass for the source's CSI driver: refused at the
 /// plan, before any VolumeTransfer or target object exists, with the driver named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn snapshot_consistency_without_a_snapshot_class_is_refused_before_anything_moves() {
-    let sb = support::start(json!({"mode": "Copy", "data": {"consistency": "Snapshot"}})).await;
-    let classes: Api<kube::api::DynamicObject> = Api::all_with(
-        sb.src.clone(),
-        &sovereign::migrate::snapshot::volume_snapshot_classes(),
-    );
-    classes
-        .delete(
-            sovereign::sandbox::seed::EBS_SNAPSHOT_CLASS,
-            &Default::default(),
-        )
-        .await
-        .expect("delete the class");
+    // The application's claims on EFS, whose CSI driver has no snapshots (the shared source's
+    // EBS class stays for the other tests).
+    let sb = support::start_with(
+        "mig-scwascirba",
+        json!({"mode": "Copy", "data": {"consistency": "Snapshot"}}),
+        |objs| {
+            for o in objs.iter_mut() {
+                if o["spec"]["storageClassName"] == "gp3" {
+                    o["spec"]["storageClassName"] = json!("efs-sc");
+                }
+            }
+        },
+    )
+    .await;
     let (stop, op) = sb.operator("op-no-class");
     let last = std::sync::Mutex::new(String::new());
     let w = eventually("the workload refused", || async {
@@ -1172,7 +1176,7 @@ async fn snapshot_consistency_without_a_snapshot_class_is_refused_before_anythin
     .await;
     let (status, _, message) = condition(&w, "Ready").expect("Ready");
     assert_eq!(status, "False");
-    assert!(message.contains("ebs.csi.aws.com"), "{message}");
+    assert!(message.contains("efs.csi.aws.com"), "{message}");
     assert!(message.contains("VolumeSnapshotClass"), "{message}");
     assert_eq!(
         condition(&w, "Stalled").map(|c| c.0).as_deref(),
@@ -1188,10 +1192,10 @@ async fn snapshot_consistency_without_a_snapshot_class_is_refused_before_anythin
         findings
             .iter()
             .any(|f| f.object == "PersistentVolumeClaim/data-dossier-db-0"
-                && f.evidence.contains("ebs.csi.aws.com")),
+                && f.evidence.contains("efs.csi.aws.com")),
         "{findings:?}"
     );
-    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), &sb.names.workloads);
     assert!(
         vts.list(&ListParams::default())
             .await
@@ -1200,7 +1204,7 @@ async fn snapshot_consistency_without_a_snapshot_class_is_refused_before_anythin
             .is_empty()
     );
     assert!(
-        Api::<Deployment>::namespaced(sb.dst.clone(), "sante")
+        Api::<Deployment>::namespaced(sb.dst.clone(), &sb.names.target_app)
             .list(&ListParams::default())
             .await
             .expect("list")
@@ -1210,7 +1214,7 @@ async fn snapshot_consistency_without_a_snapshot_class_is_refused_before_anythin
     );
     let _ = stop.send(());
     let _ = op.await;
-    sb.shutdown().await;
+    sb.cleanup().await;
 }
 
 /// The sender's stat cache: every sender of a transfer keeps it in a claim of the transfer's own in
@@ -1230,10 +1234,10 @@ async fn the_senders_stat_cache_spares_later_passes_reading_unchanged_files() {
     use std::collections::{BTreeMap, BTreeSet};
     use std::sync::{Arc, Mutex};
 
-    let sb = support::start(json!({"mode": "Copy", "data": {"preCopyPasses": 2}})).await;
-    let cached = transfer_name(demo::WORKLOAD, "dossier-documents");
-    let uncached = transfer_name(demo::WORKLOAD, "data-dossier-db-0");
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(sb.src.clone(), "sante");
+    let sb = support::start("mig-tsscslpruf", json!({"mode": "Copy", "data": {"preCopyPasses": 2}})).await;
+    let cached = transfer_name(&sb.names.workload, "dossier-documents");
+    let uncached = transfer_name(&sb.names.workload, "data-dossier-db-0");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(sb.src.clone(), &sb.names.app);
     let foreign_name = format!("{uncached}-cache");
     let foreign = claims
         .create(
@@ -1253,7 +1257,7 @@ async fn the_senders_stat_cache_spares_later_passes_reading_unchanged_files() {
     type Seen<T> = Arc<Mutex<BTreeMap<String, T>>>;
     let logs: Seen<String> = Arc::default();
     let args: Seen<Vec<String>> = Arc::default();
-    let pods: Api<Pod> = Api::namespaced(sb.src.clone(), "sante");
+    let pods: Api<Pod> = Api::namespaced(sb.src.clone(), &sb.names.app);
     let mut pod_events = watcher(
         pods.clone(),
         watcher::Config::default().labels("app.kubernetes.io/component=sender"),
@@ -1261,7 +1265,7 @@ async fn the_senders_stat_cache_spares_later_passes_reading_unchanged_files() {
     .boxed();
     // And every message of the transfers.
     let messages: Seen<Vec<String>> = Arc::default();
-    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), &sb.names.workloads);
     let mut vt_events = watcher(vts.clone(), watcher::Config::default()).boxed();
     while !matches!(
         pod_events.next().await,
@@ -1333,7 +1337,7 @@ async fn the_senders_stat_cache_spares_later_passes_reading_unchanged_files() {
         "{:?}",
         w.status.as_ref().and_then(|s| s.message.clone())
     );
-    sb.assert_volumes_equal();
+    sb.assert_volumes_equal().await;
 
     // Each pass's verified sender: the files it took from the cache, and whether it had one.
     let verified = |transfer: &str, pass: i32| -> (u64, bool) {
@@ -1415,7 +1419,7 @@ async fn the_senders_stat_cache_spares_later_passes_reading_unchanged_files() {
     );
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(
         sb.dst.clone(),
-        demo::WORKLOAD_NAMESPACE,
+        &sb.names.workloads,
     );
     let warned: Vec<_> = events
         .list(&ListParams::default())
@@ -1449,7 +1453,7 @@ async fn the_senders_stat_cache_spares_later_passes_reading_unchanged_files() {
     w2.abort();
     let _ = stop.send(());
     let _ = op.await;
-    sb.shutdown().await;
+    sb.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1457,7 +1461,7 @@ async fn a_namespace_that_refuses_the_movers_pods_is_said_and_the_copy_resumes_o
 {
     // The source namespace enforces Pod Security "restricted"; the movers need root (to read
     // every file and give owners back), which only "baseline" admits.
-    let sb = support::start(json!({"mode": "Copy"})).await;
+    let sb = support::start("mig-psa", json!({"mode": "Copy"})).await;
     let level = |l: &str| {
         kube::api::Patch::Merge(
             json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": l}}}),
@@ -1465,11 +1469,11 @@ async fn a_namespace_that_refuses_the_movers_pods_is_said_and_the_copy_resumes_o
     };
     let pp = kube::api::PatchParams::default();
     Api::<k8s_openapi::api::core::v1::Namespace>::all(sb.src.clone())
-        .patch("sante", &pp, &level("restricted"))
+        .patch(&sb.names.app, &pp, &level("restricted"))
         .await
         .expect("label the source namespace");
     let (stop, op) = sb.operator("op-psa");
-    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), demo::WORKLOAD_NAMESPACE);
+    let vts: Api<VolumeTransfer> = Api::namespaced(sb.dst.clone(), &sb.names.workloads);
     let message = eventually("a VolumeTransfer saying why its pod is refused", || async {
         vts.list(&ListParams::default())
             .await
@@ -1492,8 +1496,8 @@ async fn a_namespace_that_refuses_the_movers_pods_is_said_and_the_copy_resumes_o
     // The namespaces admit them now: the copy goes on by itself and completes.
     for c in [&sb.src, &sb.dst] {
         let nss = Api::<k8s_openapi::api::core::v1::Namespace>::all(c.clone());
-        if nss.get_opt("sante").await.expect("namespace").is_some() {
-            nss.patch("sante", &pp, &level("baseline"))
+        if nss.get_opt(&sb.names.app).await.expect("namespace").is_some() {
+            nss.patch(&sb.names.app, &pp, &level("baseline"))
                 .await
                 .expect("relabel");
         }
@@ -1505,8 +1509,8 @@ async fn a_namespace_that_refuses_the_movers_pods_is_said_and_the_copy_resumes_o
         "{:?}",
         w.status.as_ref().and_then(|s| s.message.clone())
     );
-    sb.assert_volumes_equal();
+    sb.assert_volumes_equal().await;
     let _ = stop.send(());
     let _ = op.await;
-    sb.shutdown().await;
+    sb.cleanup().await;
 }

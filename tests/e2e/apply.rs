@@ -1,13 +1,16 @@
-//! `migrate::apply` against a sandbox cluster: what it reports per object (Applied, Unchanged,
-//! Failed), and that it reads the target namespace once per kind, not once per object.
-
-#![cfg(feature = "sandbox")]
+//! `migrate::apply` against the real target cluster: what it reports per object (Applied,
+//! Unchanged, Failed), and that it reads the target namespace once per kind, not once per object
+//! — counted from the API server's own audit log.
 
 use serde_json::{Value, json};
 use sovereign::api::workload::ObjectOutcome;
 use sovereign::migrate::apply::apply;
 use sovereign::migrate::plan::{Plan, PlannedObject};
-use sovereign::sandbox::{SimCluster, SimOptions};
+
+use super::support;
+
+const NS: &str = "apply-app";
+const ROLE: &str = "apply-app-reader";
 
 fn planned(obj: Value) -> PlannedObject {
     PlannedObject {
@@ -34,7 +37,7 @@ fn plan(objects: Vec<Value>) -> Plan {
 }
 
 fn configmap(i: usize, value: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": "app"},
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": NS},
            "data": {"k": value}})
 }
 
@@ -44,26 +47,20 @@ fn outcomes(r: &[sovereign::api::workload::ObjectResult]) -> Vec<(String, Object
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applied_then_unchanged_with_one_list_per_kind() {
-    let mut options = SimOptions::temporary();
-    options.controllers = false;
-    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let cluster = SimCluster::start_with("target", any, options)
-        .await
-        .expect("cluster");
-    let client = cluster.client().await.expect("client");
+    let (_, client) = support::clients().await;
     let mut objects: Vec<Value> = (0..20).map(|i| configmap(i, "v1")).collect();
     objects.push(
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "app"},
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": NS},
                         "type": "Opaque", "data": {"p": "eA=="}}),
     );
     objects.push(
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                        "metadata": {"name": "app-reader"}, "rules": []}),
+                        "metadata": {"name": ROLE}, "rules": []}),
     );
     objects.push(json!({"apiVersion": "example.com/v1", "kind": "Widget",
-                        "metadata": {"name": "w", "namespace": "app"}}));
+                        "metadata": {"name": "w", "namespace": NS}}));
 
-    let first = apply(&client, &plan(objects.clone()), "app")
+    let first = apply(&client, &plan(objects.clone()), NS)
         .await
         .expect("apply");
     assert_eq!(first.len(), 23);
@@ -84,9 +81,10 @@ async fn applied_then_unchanged_with_one_list_per_kind() {
 
     // Again, with one ConfigMap changed: only that one is Applied.
     objects[3] = configmap(3, "v2");
-    let before = cluster.requests();
-    let second = apply(&client, &plan(objects), "app").await.expect("apply");
-    let requests = cluster.requests() - before;
+    let audit = support::shared().target.dir().join("audit.log");
+    let before = std::fs::metadata(&audit).map(|m| m.len()).unwrap_or(0);
+    let second = apply(&client, &plan(objects), NS).await.expect("apply");
+    let requests = Requests::since(&audit, before);
     for (name, outcome) in outcomes(&second) {
         let want = match name.as_str() {
             "w" => ObjectOutcome::Failed,
@@ -100,5 +98,44 @@ async fn applied_then_unchanged_with_one_list_per_kind() {
     assert_eq!(requests.patch, 23, "{requests:?}");
     assert_eq!(requests.list, 2, "{requests:?}");
     assert_eq!(requests.get, 1, "{requests:?}");
-    cluster.shutdown().await;
+    let nss: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    let _ = nss.delete(NS, &Default::default()).await;
+    let roles: kube::Api<k8s_openapi::api::rbac::v1::ClusterRole> = kube::Api::all(client);
+    let _ = roles.delete(ROLE, &Default::default()).await;
+}
+
+/// Requests the API server recorded in its audit log (Metadata level, written before it
+/// answers) that touched the test's namespace or ClusterRole.
+#[derive(Debug, Default)]
+struct Requests {
+    patch: usize,
+    list: usize,
+    get: usize,
+}
+
+impl Requests {
+    fn since(audit: &std::path::Path, offset: u64) -> Requests {
+        let text = std::fs::read(audit).expect("the audit log");
+        let mut r = Requests::default();
+        for line in String::from_utf8_lossy(&text[offset as usize..]).lines() {
+            let Ok(e) = serde_json::from_str::<Value>(line) else { continue };
+            if e["stage"] != "ResponseComplete" {
+                continue;
+            }
+            let o = &e["objectRef"];
+            let ours = o["namespace"] == NS
+                || (o["resource"] == "namespaces" && o["name"] == NS)
+                || (o["resource"] == "clusterroles" && o["name"] == ROLE);
+            if !ours {
+                continue;
+            }
+            match e["verb"].as_str() {
+                Some("patch") => r.patch += 1,
+                Some("list") => r.list += 1,
+                Some("get") => r.get += 1,
+                _ => {}
+            }
+        }
+        r
+    }
 }
