@@ -41,9 +41,13 @@ fn main() -> ExitCode {
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sovereign::sandbox::cli::run(&args).map_err(|e| e.to_string()),
         #[cfg(feature = "sandbox")]
-        Command::ControlPlane(args) => sovereign::sandbox::cli::control_plane(&args).map_err(|e| e.to_string()),
+        Command::ControlPlane(args) => {
+            sovereign::sandbox::cli::control_plane(&args).map_err(|e| e.to_string())
+        }
         #[cfg(feature = "sandbox")]
-        Command::Supervise(args) => return ExitCode::from(sovereign::sandbox::supervise::run(&args)),
+        Command::Supervise(args) => {
+            return ExitCode::from(sovereign::sandbox::supervise::run(&args));
+        }
         Command::Mover(args) => runtime().and_then(|rt| {
             rt.block_on(sovereign::mover::cli::run(args))
                 .map_err(|e| e.to_string())

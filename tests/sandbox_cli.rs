@@ -17,7 +17,10 @@ fn sandbox_in(dir: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
         .env("RUST_LOG", "error")
         .output()
         .expect("run sovereign sandbox");
-    assert!(dir.join("kubeconfig").is_file(), "the kubeconfig is written");
+    assert!(
+        dir.join("kubeconfig").is_file(),
+        "the kubeconfig is written"
+    );
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -106,7 +109,11 @@ fn the_sandbox_migration_completes_and_shows_what_moved_and_a_second_start_resum
     assert!(!again.contains("wrote "), "no data written again: {again}");
     assert!(again.contains("The migration completed in"), "{again}");
     for pvc in ["dossier-documents", "data-dossier-db-0", "wal-dossier-db-0"] {
-        assert_eq!(root_hash_of(&again, pvc), root_hash_of(&out, pvc), "{pvc}: {again}");
+        assert_eq!(
+            root_hash_of(&again, pvc),
+            root_hash_of(&out, pvc),
+            "{pvc}: {again}"
+        );
     }
 }
 
@@ -121,7 +128,10 @@ fn processes_under(dir: &std::path::Path, cwd: &std::path::Path) -> Vec<(u32, St
             && exe.starts_with(dir)
             && std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c.starts_with(cwd))
         {
-            let name = exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = exe
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             out.push((pid, name));
         }
     }
@@ -155,8 +165,14 @@ fn the_clusters_are_upstream_processes_and_ctrl_c_leaves_none_behind() {
         .expect("start the sandbox");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     while !dir.path().join("kubeconfig").is_file() {
-        assert!(std::time::Instant::now() < deadline, "the sandbox did not start");
-        assert!(child.try_wait().expect("wait").is_none(), "the sandbox exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sandbox did not start"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the sandbox exited"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let running = processes_under(&bin_dir, dir.path());
@@ -165,8 +181,14 @@ fn the_clusters_are_upstream_processes_and_ctrl_c_leaves_none_behind() {
     assert_eq!(
         names,
         [
-            "etcd", "etcd", "kube-apiserver", "kube-apiserver", "kube-controller-manager",
-            "kube-controller-manager", "kube-scheduler", "kube-scheduler"
+            "etcd",
+            "etcd",
+            "kube-apiserver",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kube-scheduler"
         ],
         "{running:?}"
     );

@@ -325,9 +325,11 @@ async fn run_controllers(
 
     let cluster_ctl = Controller::new(Api::<SovereignCluster>::all(client.clone()), served.clone())
         .with_config(config.clone());
-    let workload_ctl =
-        Controller::new(Api::<SovereignWorkload>::all(client.clone()), served.clone())
-            .with_config(config);
+    let workload_ctl = Controller::new(
+        Api::<SovereignWorkload>::all(client.clone()),
+        served.clone(),
+    )
+    .with_config(config);
     let clusters = cluster_ctl.store();
     let workloads = workload_ctl.store();
 
@@ -419,10 +421,10 @@ async fn run_controllers(
         .for_each(|r| async move { log_result(r) });
 
     let transfers_fut = Controller::new(Api::<VolumeTransfer>::all(client.clone()), served)
-    .with_config(ControllerConfig::default().concurrency(args.concurrency))
-    .graceful_shutdown_on(stop())
-    .run(transfer::reconcile, transfer::error_policy, ctx.clone())
-    .for_each(|r| async move { log_result(r) });
+        .with_config(ControllerConfig::default().concurrency(args.concurrency))
+        .graceful_shutdown_on(stop())
+        .run(transfer::reconcile, transfer::error_policy, ctx.clone())
+        .for_each(|r| async move { log_result(r) });
 
     let stop_policies = stop();
     let policies_fut = async move {

@@ -146,7 +146,11 @@ async fn start_clusters(
     let (s, t) = tokio::join!(Cluster::start(source, bins), Cluster::start(target, bins));
     match (s, t) {
         (Ok(s), Ok(t)) => {
-            let resumed = if s.started_in().1 { " (resumed from the directory)" } else { "" };
+            let resumed = if s.started_in().1 {
+                " (resumed from the directory)"
+            } else {
+                ""
+            };
             println!(
                 "Both clusters are ready in {:.1}s{resumed}: Kubernetes {} (etcd, kube-apiserver, kube-controller-manager, kube-scheduler each).",
                 started.elapsed().as_secs_f64(),
@@ -195,12 +199,10 @@ async fn demo_and_wait(
         source.kubeconfig_entry("source"),
         target.kubeconfig_entry("target"),
     ];
-    write_kubeconfig(&path, &entries, "target").map_err(
-        |source| SandboxCliError::Write {
-            path: path.clone(),
-            source,
-        },
-    )?;
+    write_kubeconfig(&path, &entries, "target").map_err(|source| SandboxCliError::Write {
+        path: path.clone(),
+        source,
+    })?;
     let kc = path.display();
     println!("Sandbox clusters are serving:");
     println!("  source  {}  (EKS, us-east-1)", source.url());
@@ -211,7 +213,10 @@ async fn demo_and_wait(
     };
     println!("  target  {}  ({profile})", target.url());
     println!("Kubeconfig: {kc} (current context: target)\n");
-    println!("Explore them with kubectl of the same release ({}):", kubectl.display());
+    println!(
+        "Explore them with kubectl of the same release ({}):",
+        kubectl.display()
+    );
     println!("  export KUBECONFIG={kc}");
     println!("  kubectl get nodes -L topology.kubernetes.io/region,topology.kubernetes.io/zone");
     println!("  kubectl --context source get nodes -o wide");
@@ -232,8 +237,13 @@ async fn demo_and_wait(
             println!("  export KUBECONFIG={kc}");
         }
         let (app, ns) = (&names.app, &names.workloads);
-        println!("  kubectl --context source get deploy,sts,ds,cronjob -n {app}   # the source, stopped");
-        println!("  kubectl get deploy,sts,ds,cronjob,pvc -n {}             # the target, serving", names.target_app);
+        println!(
+            "  kubectl --context source get deploy,sts,ds,cronjob -n {app}   # the source, stopped"
+        );
+        println!(
+            "  kubectl get deploy,sts,ds,cronjob,pvc -n {}             # the target, serving",
+            names.target_app
+        );
         println!("  kubectl get sw,vt -A");
         println!("  kubectl describe sw -n {ns} {}", names.workload);
         println!("  kubectl get events -n {ns}");
@@ -259,9 +269,18 @@ async fn migrate(
     source: &Cluster,
     target: &Cluster,
     board: &mut Board,
-) -> Result<(Result<(), SandboxCliError>, Option<tokio::task::JoinHandle<()>>), SandboxCliError> {
+) -> Result<
+    (
+        Result<(), SandboxCliError>,
+        Option<tokio::task::JoinHandle<()>>,
+    ),
+    SandboxCliError,
+> {
     let names = Names::sandbox();
-    let (src, dst) = (source.client().await.map_err(SandboxError::from)?, target.client().await.map_err(SandboxError::from)?);
+    let (src, dst) = (
+        source.client().await.map_err(SandboxError::from)?,
+        target.client().await.map_err(SandboxError::from)?,
+    );
     println!(
         "\nMigrating SovereignWorkload {}/{} (the operator runs in this process):",
         names.workloads, names.workload
@@ -284,7 +303,14 @@ async fn migrate(
             "  wrote {} of sample data into the application's volumes",
             BinaryBytes(args.data_size)
         );
-        demo::register(source, &dst, &names, &args.target_profile, &serde_json::json!({})).await?;
+        demo::register(
+            source,
+            &dst,
+            &names,
+            &args.target_profile,
+            &serde_json::json!({}),
+        )
+        .await?;
     }
     let started = Instant::now();
     // Ctrl-C while the migration runs stops the sandbox as it would once it is done.

@@ -263,9 +263,13 @@ pub async fn install_crds(client: &Client) -> Result<(), SandboxError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in crate::api::crds() {
         let name = crd.name_any();
-        api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
-            .await
-            .map_err(SandboxError::api(format!("applying the CRD {name}")))?;
+        api.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .map_err(SandboxError::api(format!("applying the CRD {name}")))?;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     for crd in crate::api::crds() {
@@ -278,12 +282,17 @@ pub async fn install_crds(client: &Client) -> Result<(), SandboxError> {
                 .flatten()
                 .and_then(|c| c.status)
                 .and_then(|s| s.conditions)
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
             if established {
                 break;
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(SandboxError::Demo(format!("the CRD {name} is not established after 60s")));
+                return Err(SandboxError::Demo(format!(
+                    "the CRD {name} is not established after 60s"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

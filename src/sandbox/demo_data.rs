@@ -25,11 +25,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Wait for the claims to bind (their pods get scheduled first: WaitForFirstConsumer), then
 /// write about `total` bytes across them.
-pub async fn write(
-    source: &kube::Client,
-    namespace: &str,
-    total: u64,
-) -> Result<(), SandboxError> {
+pub async fn write(source: &kube::Client, namespace: &str, total: u64) -> Result<(), SandboxError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     for (claim, share) in CLAIMS {
         let dir = loop {

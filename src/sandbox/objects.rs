@@ -35,11 +35,17 @@ pub async fn resource(
 }
 
 fn field<'a>(obj: &'a Value, ptr: &str) -> Option<&'a str> {
-    obj.pointer(ptr).and_then(Value::as_str).filter(|s| !s.is_empty())
+    obj.pointer(ptr)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// Server-side applies `obj` (forcing ownership: the sandbox is the only author of these).
-pub async fn apply(client: &Client, obj: &Value, manager: &str) -> Result<DynamicObject, ApplyError> {
+pub async fn apply(
+    client: &Client,
+    obj: &Value,
+    manager: &str,
+) -> Result<DynamicObject, ApplyError> {
     let malformed = || ApplyError::Malformed(obj.to_string().chars().take(200).collect());
     let api_version = field(obj, "/apiVersion").ok_or_else(malformed)?;
     let kind = field(obj, "/kind").ok_or_else(malformed)?;
@@ -58,9 +64,13 @@ pub async fn apply(client: &Client, obj: &Value, manager: &str) -> Result<Dynami
             &ar,
         ),
     };
-    api.patch(name, &PatchParams::apply(manager).force(), &Patch::Apply(obj))
-        .await
-        .map_err(err)
+    api.patch(
+        name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map_err(err)
 }
 
 /// Applies each object in order.

@@ -78,7 +78,13 @@ fn zone_labels(l: &mut serde_json::Map<String, Value>, region: &str, zone: &str)
     }
 }
 
-fn storage_class(name: &str, provisioner: &str, parameters: Value, wait: bool, default: bool) -> Value {
+fn storage_class(
+    name: &str,
+    provisioner: &str,
+    parameters: Value,
+    wait: bool,
+    default: bool,
+) -> Value {
     let mut sc = json!({
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
         "provisioner": provisioner, "parameters": parameters,
@@ -87,7 +93,8 @@ fn storage_class(name: &str, provisioner: &str, parameters: Value, wait: bool, d
         "allowVolumeExpansion": true
     });
     if default {
-        sc["metadata"]["annotations"] = json!({"storageclass.kubernetes.io/is-default-class": "true"});
+        sc["metadata"]["annotations"] =
+            json!({"storageclass.kubernetes.io/is-default-class": "true"});
     }
     sc
 }
@@ -102,7 +109,10 @@ fn hex_of(name: &str, len: usize) -> String {
 /// m5.xlarge in three zones, EBS CSI classes, EFS for shared files, the EBS snapshot class.
 pub fn eks_us_east_1(scale: usize) -> Profile {
     let mut nodes = Vec::new();
-    for (z, zone) in ["us-east-1a", "us-east-1b", "us-east-1c"].iter().enumerate() {
+    for (z, zone) in ["us-east-1a", "us-east-1b", "us-east-1c"]
+        .iter()
+        .enumerate()
+    {
         for k in 0..scale {
             let host = [23, 57, 91][z] + 10 * k;
             let name = format!("ip-10-0-{}-{host}.ec2.internal", z + 1);
@@ -133,10 +143,28 @@ pub fn eks_us_east_1(scale: usize) -> Profile {
         description: "EKS, us-east-1",
         nodes,
         objects: vec![
-            storage_class("gp3", "ebs.csi.aws.com", json!({"type": "gp3", "fsType": "ext4"}), true, true),
-            storage_class("gp2", "kubernetes.io/aws-ebs", json!({"type": "gp2", "fsType": "ext4"}), true, false),
+            storage_class(
+                "gp3",
+                "ebs.csi.aws.com",
+                json!({"type": "gp3", "fsType": "ext4"}),
+                true,
+                true,
+            ),
+            storage_class(
+                "gp2",
+                "kubernetes.io/aws-ebs",
+                json!({"type": "gp2", "fsType": "ext4"}),
+                true,
+                false,
+            ),
             // EFS (NFS) has no snapshots: its CSI driver implements none.
-            storage_class("efs-sc", "efs.csi.aws.com", json!({"provisioningMode": "efs-ap", "directoryPerms": "700"}), false, false),
+            storage_class(
+                "efs-sc",
+                "efs.csi.aws.com",
+                json!({"provisioningMode": "efs-ap", "directoryPerms": "700"}),
+                false,
+                false,
+            ),
             // The EKS snapshot-controller add-on installs the CRDs and the controller, not a
             // class: this is the class a platform team creates for the EBS CSI driver (AWS's
             // documented example). The other profiles have none, as a fresh cluster has none.
@@ -162,12 +190,18 @@ pub fn aks_eastus(scale: usize) -> Profile {
         for (k, v) in [
             ("topology.disk.csi.azure.com/zone", zone.as_str()),
             ("kubernetes.azure.com/agentpool", "nodepool1"),
-            ("kubernetes.azure.com/cluster", "MC_rg-sante_aks-sante_eastus"),
+            (
+                "kubernetes.azure.com/cluster",
+                "MC_rg-sante_aks-sante_eastus",
+            ),
             ("kubernetes.azure.com/managedby", "aks"),
             ("kubernetes.azure.com/mode", "system"),
             ("kubernetes.azure.com/role", "agent"),
             ("kubernetes.azure.com/os-sku", "Ubuntu"),
-            ("kubernetes.azure.com/node-image-version", "AKSUbuntu-2204gen2containerd-202411.12.0"),
+            (
+                "kubernetes.azure.com/node-image-version",
+                "AKSUbuntu-2204gen2containerd-202411.12.0",
+            ),
             ("agentpool", "nodepool1"),
         ] {
             l.insert(k.into(), json!(v));
@@ -188,8 +222,20 @@ pub fn aks_eastus(scale: usize) -> Profile {
         description: "AKS, eastus",
         nodes,
         objects: vec![
-            storage_class("managed-csi", "disk.csi.azure.com", json!({"skuname": "StandardSSD_LRS"}), true, true),
-            storage_class("managed-csi-premium", "disk.csi.azure.com", json!({"skuname": "Premium_LRS"}), true, false),
+            storage_class(
+                "managed-csi",
+                "disk.csi.azure.com",
+                json!({"skuname": "StandardSSD_LRS"}),
+                true,
+                true,
+            ),
+            storage_class(
+                "managed-csi-premium",
+                "disk.csi.azure.com",
+                json!({"skuname": "Premium_LRS"}),
+                true,
+                false,
+            ),
         ],
     }
 }
@@ -198,9 +244,15 @@ pub fn aks_eastus(scale: usize) -> Profile {
 /// (project/zone/instance), the persistent-disk CSI classes.
 pub fn gke_us_central1(scale: usize) -> Profile {
     let mut nodes = Vec::new();
-    for (z, zone) in ["us-central1-a", "us-central1-b", "us-central1-c"].iter().enumerate() {
+    for (z, zone) in ["us-central1-a", "us-central1-b", "us-central1-c"]
+        .iter()
+        .enumerate()
+    {
         for k in 0..scale {
-            let name = format!("gke-sante-default-pool-7c1d9e2a-{}", &hex_of(&format!("{z}-{k}"), 4));
+            let name = format!(
+                "gke-sante-default-pool-7c1d9e2a-{}",
+                &hex_of(&format!("{z}-{k}"), 4)
+            );
             let mut l = base_labels(&name, Some("e2-standard-4"));
             zone_labels(&mut l, "us-central1", zone);
             for (key, v) in [
@@ -230,8 +282,20 @@ pub fn gke_us_central1(scale: usize) -> Profile {
         description: "GKE, us-central1",
         nodes,
         objects: vec![
-            storage_class("standard-rwo", "pd.csi.storage.gke.io", json!({"type": "pd-balanced"}), true, true),
-            storage_class("premium-rwo", "pd.csi.storage.gke.io", json!({"type": "pd-ssd"}), true, false),
+            storage_class(
+                "standard-rwo",
+                "pd.csi.storage.gke.io",
+                json!({"type": "pd-balanced"}),
+                true,
+                true,
+            ),
+            storage_class(
+                "premium-rwo",
+                "pd.csi.storage.gke.io",
+                json!({"type": "pd-ssd"}),
+                true,
+                false,
+            ),
         ],
     }
 }
@@ -341,10 +405,18 @@ mod tests {
             names.sort();
             names.dedup();
             assert_eq!(names.len(), two.nodes.len(), "{id}");
-            assert!(one.objects.iter().any(|o| o["kind"] == "StorageClass"), "{id}");
+            assert!(
+                one.objects.iter().any(|o| o["kind"] == "StorageClass"),
+                "{id}"
+            );
         }
         let eks = by_id("eks-us-east-1", 1).expect("eks");
         assert_eq!(eks.nodes[0].name, "ip-10-0-1-23.ec2.internal");
-        assert!(eks.nodes[0].provider_id.as_deref().is_some_and(|p| p.starts_with("aws:///us-east-1a/i-0")));
+        assert!(
+            eks.nodes[0]
+                .provider_id
+                .as_deref()
+                .is_some_and(|p| p.starts_with("aws:///us-east-1a/i-0"))
+        );
     }
 }

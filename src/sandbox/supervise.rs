@@ -98,10 +98,20 @@ async fn supervise(args: &SuperviseArgs) -> u8 {
     let (tx, rx) = mpsc::channel::<(&'static str, Vec<u8>)>(64);
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
-        readers.push(tokio::spawn(pump(out, "stdout", args.log_format, tx.clone())));
+        readers.push(tokio::spawn(pump(
+            out,
+            "stdout",
+            args.log_format,
+            tx.clone(),
+        )));
     }
     if let Some(err) = child.stderr.take() {
-        readers.push(tokio::spawn(pump(err, "stderr", args.log_format, tx.clone())));
+        readers.push(tokio::spawn(pump(
+            err,
+            "stderr",
+            args.log_format,
+            tx.clone(),
+        )));
     }
     drop(tx);
     let writer = tokio::spawn(write_log(log, rx));
@@ -213,7 +223,10 @@ pub fn format_line(format: LogFormat, stream: &str, line: &str) -> String {
         LogFormat::Plain => format!("{line}\n"),
         LogFormat::Cri => {
             let now = jiff::Timestamp::now();
-            format!("{} {stream} F {line}\n", now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+            format!(
+                "{} {stream} F {line}\n",
+                now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            )
         }
     }
 }

@@ -118,7 +118,9 @@ impl Requests {
         let text = std::fs::read(audit).expect("the audit log");
         let mut r = Requests::default();
         for line in String::from_utf8_lossy(&text[offset as usize..]).lines() {
-            let Ok(e) = serde_json::from_str::<Value>(line) else { continue };
+            let Ok(e) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
             if e["stage"] != "ResponseComplete" {
                 continue;
             }

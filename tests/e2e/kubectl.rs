@@ -133,19 +133,46 @@ async fn the_server_is_the_pinned_release_and_answers_for_itself() {
     assert_eq!(v["serverVersion"]["gitVersion"], "v1.37.2", "{v}");
     assert_eq!(v["clientVersion"]["gitVersion"], "v1.37.2", "{v}");
     let out = k.ok(&["api-resources"]).await;
-    for line in ["deployments ", "customresourcedefinitions", "volumesnapshots", "storageclasses", "validatingadmissionpolicies"] {
+    for line in [
+        "deployments ",
+        "customresourcedefinitions",
+        "volumesnapshots",
+        "storageclasses",
+        "validatingadmissionpolicies",
+    ] {
         assert!(out.contains(line), "api-resources misses {line}: {out}");
     }
     // RBAC and the metrics endpoint are the real server's.
     let can = k.ok(&["auth", "can-i", "--list"]).await;
     assert!(can.contains("*.*") && can.contains("[*]"), "{can}");
     let whoami = k.ok(&["auth", "whoami", "-o", "json"]).await;
-    assert!(whoami.contains("kubernetes-admin") && whoami.contains("system:masters"), "{whoami}");
+    assert!(
+        whoami.contains("kubernetes-admin") && whoami.contains("system:masters"),
+        "{whoami}"
+    );
     let metrics = k.ok(&["get", "--raw", "/metrics"]).await;
-    assert!(metrics.contains("apiserver_request_total"), "{}", &metrics[..metrics.len().min(500)]);
+    assert!(
+        metrics.contains("apiserver_request_total"),
+        "{}",
+        &metrics[..metrics.len().min(500)]
+    );
     // The nodes the agent registered, as the provider's kubelets would.
-    let nodes = k.ok(&["--context", "source", "get", "nodes", "-L", "topology.kubernetes.io/zone"]).await;
-    assert!(nodes.contains("ip-10-0-1-23.ec2.internal") && nodes.contains("us-east-1a") && nodes.contains("Ready"), "{nodes}");
+    let nodes = k
+        .ok(&[
+            "--context",
+            "source",
+            "get",
+            "nodes",
+            "-L",
+            "topology.kubernetes.io/zone",
+        ])
+        .await;
+    assert!(
+        nodes.contains("ip-10-0-1-23.ec2.internal")
+            && nodes.contains("us-east-1a")
+            && nodes.contains("Ready"),
+        "{nodes}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,16 +181,51 @@ async fn our_crds_through_kubectl_apply_columns_explain_and_refusals() {
     k.install_crds().await;
     let name = "kc-ovh-bhs5";
     let f = k.file("sovc.yaml", &sovc(name));
-    assert!(k.ok(&["apply", "-f", &f]).await.contains(&format!("sovereigncluster.sovereign.dev/{name} created")));
+    assert!(
+        k.ok(&["apply", "-f", &f])
+            .await
+            .contains(&format!("sovereigncluster.sovereign.dev/{name} created"))
+    );
     assert!(k.ok(&["apply", "-f", &f]).await.contains("unchanged"));
-    let f2 = k.file("sovc2.yaml", &sovc(name).replace("jurisdiction: FR", "jurisdiction: CA"));
+    let f2 = k.file(
+        "sovc2.yaml",
+        &sovc(name).replace("jurisdiction: FR", "jurisdiction: CA"),
+    );
     assert!(k.ok(&["apply", "-f", &f2]).await.contains("configured"));
     let out = k.ok(&["get", "sovc", name]).await;
-    assert_eq!(header(&out), ["NAME", "PROVIDER", "REGION", "LOCATION", "JURISDICTION", "REACHABLE", "AGE"]);
+    assert_eq!(
+        header(&out),
+        [
+            "NAME",
+            "PROVIDER",
+            "REGION",
+            "LOCATION",
+            "JURISDICTION",
+            "REACHABLE",
+            "AGE"
+        ]
+    );
     let out = k.ok(&["get", "sovc", name, "-o", "wide"]).await;
-    assert_eq!(header(&out), ["NAME", "PROVIDER", "REGION", "LOCATION", "JURISDICTION", "REACHABLE", "VERSION", "NODES", "AGE"]);
+    assert_eq!(
+        header(&out),
+        [
+            "NAME",
+            "PROVIDER",
+            "REGION",
+            "LOCATION",
+            "JURISDICTION",
+            "REACHABLE",
+            "VERSION",
+            "NODES",
+            "AGE"
+        ]
+    );
     let out = k.ok(&["explain", "sovereignclusters.spec.location"]).await;
-    assert!(out.contains("KIND:       SovereignCluster") && out.contains("country\t<string> -required-"), "{out}");
+    assert!(
+        out.contains("KIND:       SovereignCluster")
+            && out.contains("country\t<string> -required-"),
+        "{out}"
+    );
     // A refused manifest: the CEL message as kubectl prints it.
     let bad = k.file(
         "sw.yaml",
@@ -171,21 +233,70 @@ async fn our_crds_through_kubectl_apply_columns_explain_and_refusals() {
     );
     let o = k.run(&["apply", "-f", &bad]).await;
     assert!(!o.ok);
-    assert!(o.stderr.contains("source.cluster and target.cluster must name different SovereignClusters"), "{}", o.stderr);
-    let o = k.run(&["apply", "-f", &k.file("unknown.yaml", &sovc(name).replace("provider: ovhcloud", "provider: ovhcloud\n  bogus: 1"))]).await;
-    assert!(!o.ok && o.stderr.contains("unknown field \"spec.bogus\""), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("source.cluster and target.cluster must name different SovereignClusters"),
+        "{}",
+        o.stderr
+    );
+    let o = k
+        .run(&[
+            "apply",
+            "-f",
+            &k.file(
+                "unknown.yaml",
+                &sovc(name).replace("provider: ovhcloud", "provider: ovhcloud\n  bogus: 1"),
+            ),
+        ])
+        .await;
+    assert!(
+        !o.ok && o.stderr.contains("unknown field \"spec.bogus\""),
+        "{}",
+        o.stderr
+    );
     k.ok(&["delete", "sovc", name]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_runs_on_the_agents_nodes_and_kubectl_waits_for_it() {
     let k = Kubectl::new("kc-deploy").await;
-    k.ok(&["create", "deployment", "web", "--image=nginx:1.27", "--replicas=2"]).await;
-    k.ok(&["wait", "--for=condition=Available", "deployment/web", "--timeout=120s"]).await;
-    k.ok(&["wait", "--for=jsonpath={.status.readyReplicas}=2", "deployment/web", "--timeout=120s"]).await;
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=2",
+    ])
+    .await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Available",
+        "deployment/web",
+        "--timeout=120s",
+    ])
+    .await;
+    k.ok(&[
+        "wait",
+        "--for=jsonpath={.status.readyReplicas}=2",
+        "deployment/web",
+        "--timeout=120s",
+    ])
+    .await;
     let pods = k.ok(&["get", "pods", "-o", "wide"]).await;
-    assert!(pods.contains("Running") && pods.contains("qc-worker-"), "{pods}");
+    assert!(
+        pods.contains("Running") && pods.contains("qc-worker-"),
+        "{pods}"
+    );
     k.ok(&["scale", "deployment", "web", "--replicas=0"]).await;
-    k.ok(&["wait", "--for=delete", "pod", "-l", "app=web", "--timeout=120s"]).await;
-    k.ok(&["delete", "namespace", "kc-deploy", "--wait=false"]).await;
+    k.ok(&[
+        "wait",
+        "--for=delete",
+        "pod",
+        "-l",
+        "app=web",
+        "--timeout=120s",
+    ])
+    .await;
+    k.ok(&["delete", "namespace", "kc-deploy", "--wait=false"])
+        .await;
 }

@@ -144,7 +144,14 @@ async fn clusters_are_probed_and_bad_kubeconfigs_get_specific_reasons() {
     let (_, (_, _, message)) = wait_reason("KubeconfigKeyMissing").await;
     assert!(message.contains("keys: config"), "{message}");
 
-    secret(&client, p, "aws", "kubeconfig", "users: [{name: u, user: {token: x}}\n").await;
+    secret(
+        &client,
+        p,
+        "aws",
+        "kubeconfig",
+        "users: [{name: u, user: {token: x}}\n",
+    )
+    .await;
     wait_reason("KubeconfigMalformed").await;
 
     let source = sh.source_entry("source");
@@ -237,7 +244,14 @@ async fn clusters_are_probed_and_bad_kubeconfigs_get_specific_reasons() {
     // An unreachable cluster flips Ready with reason, keeping the evidence: nothing listens at
     // the address the kubeconfig now names.
     let gone = format!("https://127.{}.0.1:1", sh.source.loopback_octet());
-    secret(&client, p, "aws", "kubeconfig", &kubeconfig::render(&[source.clone().via(&gone)], "source")).await;
+    secret(
+        &client,
+        p,
+        "aws",
+        "kubeconfig",
+        &kubeconfig::render(&[source.clone().via(&gone)], "source"),
+    )
+    .await;
     let (c, _) = wait_reason("Unreachable").await;
     assert_eq!(
         c.status
@@ -251,7 +265,10 @@ async fn clusters_are_probed_and_bad_kubeconfigs_get_specific_reasons() {
     op.await
         .expect("join")
         .expect("operator stops cleanly on shutdown");
-    clusters.delete(&name, &DeleteParams::default()).await.expect("delete");
+    clusters
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,7 +472,10 @@ async fn workloads_report_their_references_and_governance() {
     let s = w.status.clone().expect("status");
     let approved = s.plan.clone().expect("plan");
     assert_eq!(approved.approved_hash.as_deref(), Some(plan.hash.as_str()));
-    assert_eq!(approved.approved_by.as_deref(), Some("alice@sante.gouv.qc.ca"));
+    assert_eq!(
+        approved.approved_by.as_deref(),
+        Some("alice@sante.gouv.qc.ca")
+    );
     assert!(approved.approved_at.is_some());
     // Plan mode: the plan and the pre-flight, then done (Ready) without touching anything.
     let plan_only: SovereignWorkload = serde_json::from_value(json!({
@@ -495,7 +515,11 @@ async fn workloads_report_their_references_and_governance() {
         .into_iter()
         .filter_map(|c| c.metadata.name)
         .collect();
-    assert_eq!(names, ["dossier-config", "kube-root-ca.crt"], "Plan mode created nothing");
+    assert_eq!(
+        names,
+        ["dossier-config", "kube-root-ca.crt"],
+        "Plan mode created nothing"
+    );
     workloads
         .delete("plan-only", &DeleteParams::default())
         .await
@@ -585,8 +609,7 @@ async fn workloads_report_their_references_and_governance() {
     })
     .await;
     // Abandoned before cutover: the half-built target is removed, the source stays as it was.
-    let left: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(client.clone(), &qc);
+    let left: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &qc);
     assert!(
         left.list(&ListParams::default())
             .await
@@ -595,8 +618,7 @@ async fn workloads_report_their_references_and_governance() {
             .is_empty(),
         "half-built target removed"
     );
-    let cms_qc: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(client.clone(), &qc);
+    let cms_qc: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &qc);
     assert!(
         !cms_qc
             .list(&ListParams::default())
@@ -674,7 +696,11 @@ async fn a_budget_below_the_estimate_pauses_before_data_moves() {
     let p = "op-budget";
     let (_, client) = support::clients().await;
     install(&client, p).await;
-    let (mig, app, pol) = (format!("{p}-migrations"), format!("{p}-registre"), format!("{p}-quebec-strict"));
+    let (mig, app, pol) = (
+        format!("{p}-migrations"),
+        format!("{p}-registre"),
+        format!("{p}-quebec-strict"),
+    );
     let (src, dst) = (format!("{p}-src"), format!("{p}-dst"));
     let nss: Api<Namespace> = Api::all(client.clone());
     nss.create(

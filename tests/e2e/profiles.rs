@@ -43,9 +43,12 @@ async fn each_provider_profile_is_classified_as_the_real_one_would_be() {
             "qc-sovereign" => scan(sh.target_entry(profile)).await,
             _ => {
                 let p = profiles::by_id(profile, 1).expect("profile");
-                let c = Cluster::start(ClusterOptions::temporary(profile, p, &support::sovereign_bin()), &sh.bins)
-                    .await
-                    .unwrap_or_else(|e| panic!("{profile}: {e}"));
+                let c = Cluster::start(
+                    ClusterOptions::temporary(profile, p, &support::sovereign_bin()),
+                    &sh.bins,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{profile}: {e}"));
                 let r = scan(c.kubeconfig_entry(profile)).await;
                 c.shutdown().await;
                 r

@@ -47,7 +47,9 @@ where
 
 /// The history of a finished, compliant move of `migrations/dossier` with two verified volumes.
 async fn seed(client: &Client, p: &str) {
-    sovereign::sandbox::demo::install_crds(client).await.expect("CRDs");
+    sovereign::sandbox::demo::install_crds(client)
+        .await
+        .expect("CRDs");
     let nss: Api<Namespace> = Api::all(client.clone());
     for ns in [format!("{p}-migrations"), format!("{p}-system")] {
         create(&nss, json!({"metadata": {"name": ns}})).await;
@@ -62,7 +64,14 @@ async fn seed(client: &Client, p: &str) {
             "US",
             "ForeignControlled",
         ),
-        (format!("{p}-qc-cloud"), "micrologic", "CA", "QC", "CA", "Sovereign"),
+        (
+            format!("{p}-qc-cloud"),
+            "micrologic",
+            "CA",
+            "QC",
+            "CA",
+            "Sovereign",
+        ),
     ] {
         create(
             &clusters,
@@ -94,7 +103,8 @@ async fn seed(client: &Client, p: &str) {
         }),
     )
     .await;
-    let workloads: Api<SovereignWorkload> = Api::namespaced(client.clone(), &format!("{p}-migrations"));
+    let workloads: Api<SovereignWorkload> =
+        Api::namespaced(client.clone(), &format!("{p}-migrations"));
     let w = create(
         &workloads,
         json!({
@@ -127,7 +137,8 @@ async fn seed(client: &Client, p: &str) {
         }),
     )
     .await;
-    let transfers: Api<VolumeTransfer> = Api::namespaced(client.clone(), &format!("{p}-migrations"));
+    let transfers: Api<VolumeTransfer> =
+        Api::namespaced(client.clone(), &format!("{p}-migrations"));
     for (pvc, hash) in [("data", HASH_DATA), ("uploads", HASH_UPLOADS)] {
         let name = format!("dossier-{pvc}");
         create(
@@ -229,14 +240,19 @@ async fn a_finished_move_is_attested_signed_and_checkable() {
     seed(&client, p).await;
     let tmp = tempfile::tempdir().expect("tmp");
     let kubeconfig = tmp.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, kubeconfig::render(&[sh.target_entry("qc")], "qc")).expect("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        kubeconfig::render(&[sh.target_entry("qc")], "qc"),
+    )
+    .expect("kubeconfig");
     let out = tmp.path().join("reports");
 
     let r = report(p, &kubeconfig, &out, &[]).await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
-        r.stderr
-            .contains(&format!("created signing key Secret {p}-system/sovereign-report-signing-key")),
+        r.stderr.contains(&format!(
+            "created signing key Secret {p}-system/sovereign-report-signing-key"
+        )),
         "{}",
         r.stderr
     );
@@ -250,8 +266,9 @@ async fn a_finished_move_is_attested_signed_and_checkable() {
         );
     }
     assert!(
-        r.stdout
-            .contains(&format!("ATTESTED: {p}-migrations/dossier was moved from {p}-aws-us-east-1")),
+        r.stdout.contains(&format!(
+            "ATTESTED: {p}-migrations/dossier was moved from {p}-aws-us-east-1"
+        )),
         "{}",
         r.stdout
     );
@@ -346,11 +363,16 @@ async fn problems_are_reported_with_exit_1_and_bad_input_with_exit_2() {
     seed(&client, p).await;
     let tmp = tempfile::tempdir().expect("tmp");
     let kubeconfig = tmp.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, kubeconfig::render(&[sh.target_entry("qc")], "qc")).expect("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        kubeconfig::render(&[sh.target_entry("qc")], "qc"),
+    )
+    .expect("kubeconfig");
     let out = tmp.path().join("reports");
 
     // The target's copy of one volume does not hash like the source's.
-    let transfers: Api<VolumeTransfer> = Api::namespaced(client.clone(), &format!("{p}-migrations"));
+    let transfers: Api<VolumeTransfer> =
+        Api::namespaced(client.clone(), &format!("{p}-migrations"));
     set_status(
         &transfers,
         "dossier-uploads",
@@ -372,7 +394,8 @@ async fn problems_are_reported_with_exit_1_and_bad_input_with_exit_2() {
     assert_eq!(verify(&out, &public_key).await.code, 0);
 
     // Back in Replicating: not an attestation of a finished move.
-    let workloads: Api<SovereignWorkload> = Api::namespaced(client.clone(), &format!("{p}-migrations"));
+    let workloads: Api<SovereignWorkload> =
+        Api::namespaced(client.clone(), &format!("{p}-migrations"));
     set_status(
         &workloads,
         "dossier",
@@ -402,16 +425,22 @@ async fn problems_are_reported_with_exit_1_and_bad_input_with_exit_2() {
     .await;
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr
-            .contains(&format!("SovereignWorkload {p}-migrations/dossiers not found"))
-            && r.stderr.contains("has: dossier"),
+        r.stderr.contains(&format!(
+            "SovereignWorkload {p}-migrations/dossiers not found"
+        )) && r.stderr.contains("has: dossier"),
         "{}",
         r.stderr
     );
     assert!(!tmp.path().join("none").exists());
 
     // A key Secret in a namespace that does not exist cannot be created.
-    let r = report(p, &kubeconfig, &out, &["--signing-key-secret", "nowhere/key"]).await;
+    let r = report(
+        p,
+        &kubeconfig,
+        &out,
+        &["--signing-key-secret", "nowhere/key"],
+    )
+    .await;
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("namespace nowhere does not exist"),

@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams};
 use kube::Client;
+use kube::api::{Api, DeleteParams};
 use serde_json::Value;
 use sovereign::api::{SovereignCluster, SovereignWorkload};
 use sovereign::controller::{RunArgs, run_with};
@@ -129,7 +129,9 @@ impl Shared {
     }
 
     pub fn kubectl(&self) -> PathBuf {
-        self.bins.kubectl().expect("kubectl of the cluster's release")
+        self.bins
+            .kubectl()
+            .expect("kubectl of the cluster's release")
     }
 }
 
@@ -250,7 +252,10 @@ impl Env {
         let mut args = RunArgs::embedded(identity);
         args.namespace = self.names.operator.clone();
         args.watch_label_selector = self.names.selector();
-        args.lease_name = format!("sovereign-operator-{}", self.names.shard.clone().unwrap_or_default());
+        args.lease_name = format!(
+            "sovereign-operator-{}",
+            self.names.shard.clone().unwrap_or_default()
+        );
         // Often, so that a drift test sees the check run again within seconds.
         args.residency_recheck = Duration::from_secs(1);
         args
@@ -307,7 +312,11 @@ impl Env {
         let nss_src: Api<Namespace> = Api::all(self.src.clone());
         let _ = nss_src.delete(&self.names.app, &dp).await;
         let nss_dst: Api<Namespace> = Api::all(self.dst.clone());
-        for ns in [&self.names.target_app, &self.names.workloads, &self.names.operator] {
+        for ns in [
+            &self.names.target_app,
+            &self.names.workloads,
+            &self.names.operator,
+        ] {
             let _ = nss_dst.delete(ns, &dp).await;
         }
         let clusters: Api<SovereignCluster> = Api::all(self.dst.clone());

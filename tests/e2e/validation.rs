@@ -57,8 +57,11 @@ async fn client() -> Client {
         let sh = support::shared();
         let dir = tempfile::tempdir().expect("tmp");
         let kc = dir.path().join("kubeconfig");
-        std::fs::write(&kc, sovereign::sandbox::controlplane::kubeconfig::render(&[sh.target_entry("t")], "t"))
-            .expect("kubeconfig");
+        std::fs::write(
+            &kc,
+            sovereign::sandbox::controlplane::kubeconfig::render(&[sh.target_entry("t")], "t"),
+        )
+        .expect("kubeconfig");
         let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
         let out = std::process::Command::new(sh.kubectl())
             .arg("--kubeconfig")
@@ -67,22 +70,46 @@ async fn client() -> Client {
             .arg(&crds)
             .output()
             .expect("kubectl");
-        assert!(out.status.success(), "crds/ refused by the API server: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "crds/ refused by the API server: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        for plural in ["sovereignclusters", "sovereignworkloads", "residencypolicies", "volumetransfers"] {
-            assert!(text.contains(&format!("{plural}.sovereign.dev serverside-applied")), "{text}");
+        for plural in [
+            "sovereignclusters",
+            "sovereignworkloads",
+            "residencypolicies",
+            "volumetransfers",
+        ] {
+            assert!(
+                text.contains(&format!("{plural}.sovereign.dev serverside-applied")),
+                "{text}"
+            );
         }
         let out = std::process::Command::new(sh.kubectl())
             .arg("--kubeconfig")
             .arg(&kc)
-            .args(["wait", "--for=condition=Established", "--timeout=120s", "-f"])
+            .args([
+                "wait",
+                "--for=condition=Established",
+                "--timeout=120s",
+                "-f",
+            ])
             .arg(&crds)
             .output()
             .expect("kubectl wait");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(dst.clone());
         let _ = nss
-            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NS}})).expect("ns"))
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": NS}})).expect("ns"),
+            )
             .await;
     })
     .await;
@@ -123,7 +150,9 @@ async fn answer(obj: &Value, old: Option<&Value>) -> Option<String> {
         let mut o = old.clone();
         o["metadata"] = obj["metadata"].clone();
         let dynamic: DynamicObject = serde_json::from_value(o).expect("old");
-        api.create(&PostParams::default(), &dynamic).await.expect("the old object is accepted");
+        api.create(&PostParams::default(), &dynamic)
+            .await
+            .expect("the old object is accepted");
         let pp = PatchParams::apply("validation-test").force().dry_run();
         let r = api.patch(&name, &pp, &Patch::Apply(&obj)).await;
         let _ = api.delete(&name, &Default::default()).await;
@@ -141,7 +170,10 @@ async fn answer(obj: &Value, old: Option<&Value>) -> Option<String> {
 #[track_caller]
 fn check_refused(why: Option<String>, needle: &str) {
     match why {
-        Some(m) => assert!(m.contains(needle), "expected a refusal containing {needle:?}, got {m}"),
+        Some(m) => assert!(
+            m.contains(needle),
+            "expected a refusal containing {needle:?}, got {m}"
+        ),
         None => panic!("expected a refusal containing {needle:?}, it was accepted"),
     }
 }
@@ -182,7 +214,8 @@ async fn workload_source_and_target_must_differ() {
         &with(&w, "spec: {target: {cluster: aws-us-east-1}}"),
         None,
         "source.cluster and target.cluster must name different SovereignClusters",
-    ).await;
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +225,8 @@ async fn workload_storage_class_map_has_no_empty_names() {
         &with(&w, "spec: {target: {storageClassMap: {gp3: ''}}}"),
         None,
         "storageClassMap must not contain empty StorageClass names",
-    ).await;
+    )
+    .await;
     refused(
         &with(
             &w,
@@ -200,7 +234,8 @@ async fn workload_storage_class_map_has_no_empty_names() {
         ),
         None,
         "storageClassMap must not contain empty StorageClass names",
-    ).await;
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,12 +245,14 @@ async fn workload_budget_is_not_negative() {
         &with(&w, "spec: {cost: {budget: {amount: -1, currency: CAD}}}"),
         None,
         "should be greater than or equal to 0",
-    ).await;
+    )
+    .await;
     refused(
         &with(&w, "spec: {cost: {budget: {amount: 10, currency: cad}}}"),
         None,
         "should match",
-    ).await;
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,20 +266,23 @@ async fn plan_mode_cannot_carry_an_approval() {
         ),
         None,
         "a Plan-mode workload touches nothing, so it cannot carry a cutover approval",
-    ).await;
+    )
+    .await;
     accepted(
         &with(
             &w,
             &format!("spec: {{mode: Move, cutover: {{approvedPlanHash: '{hash}'}}}}"),
         ),
         None,
-    ).await;
+    )
+    .await;
     accepted(&with(&w, "spec: {mode: Plan}"), None).await;
     refused(
         &with(&w, "spec: {cutover: {approvedPlanHash: 'not-a-hash'}}"),
         None,
         "should match",
-    ).await;
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,7 +317,8 @@ async fn source_and_target_are_immutable() {
             "spec: {target: {storageClassMap: {gp3: csi-cinder-classic}}}",
         ),
         Some(&w),
-    ).await;
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,37 +328,44 @@ async fn workload_enums_bounds_and_required_fields() {
         &with(&w, "spec: {mode: Teleport}"),
         None,
         "Unsupported value: \"Teleport\"",
-    ).await;
+    )
+    .await;
     refused(
         &with(&w, "spec: {data: {consistency: Hope}}"),
         None,
         "Unsupported value",
-    ).await;
+    )
+    .await;
     refused(
         &with(&w, "spec: {data: {preCopyPasses: 11}}"),
         None,
         "should be less than or equal to 10",
-    ).await;
+    )
+    .await;
     refused(
         &with(&w, "spec: {cutover: {healthTimeout: 5s}}"),
         None,
         "healthTimeout must be between 30s and 24h",
-    ).await;
+    )
+    .await;
     refused(
         &with(&w, "spec: {governance: {dataClassification: TopSecret}}"),
         None,
         "Unsupported value",
-    ).await;
+    )
+    .await;
     refused(
         &with(&w, "spec: {target: null}"),
         None,
         "spec.target: Required value",
-    ).await;
+    )
+    .await;
     refused(
         &with(&w, "spec: {source: {namespace: Sante_1}}"),
         None,
         "should match",
-    ).await;
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,14 +375,16 @@ async fn endpoint_transport_needs_an_endpoint() {
         &with(&w, "spec: {data: {transport: Endpoint}}"),
         None,
         "data.transport Endpoint needs data.endpoint",
-    ).await;
+    )
+    .await;
     accepted(
         &with(
             &w,
             "spec: {data: {transport: Endpoint, endpoint: 'mover.qc.example:7443'}}",
         ),
         None,
-    ).await;
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,7 +397,8 @@ async fn image_rewrites_and_patches_are_checked() {
         ),
         None,
         "an image rewrite must change the registry",
-    ).await;
+    )
+    .await;
     // A CEL rule cannot see `value` (any JSON: the API server's CEL has no type for it and
     // refuses a rule naming it), so an `add` without one is the plan's finding, not a refusal.
     accepted(
@@ -365,7 +416,8 @@ async fn image_rewrites_and_patches_are_checked() {
         ),
         None,
         "move and copy need from",
-    ).await;
+    )
+    .await;
     refused(
         &with(
             &w,
@@ -383,16 +435,19 @@ async fn a_cluster_has_exactly_one_way_in() {
         &with(&c, "spec: {inCluster: true}"),
         None,
         "set exactly one of kubeconfigSecretRef or inCluster: true",
-    ).await;
+    )
+    .await;
     refused(
         &with(&c, "spec: {kubeconfigSecretRef: null}"),
         None,
         "set exactly one of kubeconfigSecretRef or inCluster: true",
-    ).await;
+    )
+    .await;
     accepted(
         &with(&c, "spec: {kubeconfigSecretRef: null, inCluster: true}"),
         None,
-    ).await;
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -418,27 +473,27 @@ async fn cluster_prices_and_codes_are_checked() {
         &with(&c, "spec: {pricing: {storagePerGiBMonth: {gp3: -0.5}}}"),
         None,
         "prices must not be negative",
-    ).await;
+    )
+    .await;
     refused(
         &with(&c, "spec: {pricing: {vcpuHour: -1}}"),
         None,
         "should be greater than or equal to 0",
-    ).await;
+    )
+    .await;
     refused(
         &with(&c, "spec: {pricing: {currency: dollars}}"),
         None,
         "should match",
-    ).await;
-    refused(
-        &with(&c, "spec: {jurisdiction: USA}"),
-        None,
-        "should match",
-    ).await;
+    )
+    .await;
+    refused(&with(&c, "spec: {jurisdiction: USA}"), None, "should match").await;
     refused(
         &with(&c, "spec: {probeInterval: 1s}"),
         None,
         "probeInterval must be between 10s and 24h",
-    ).await;
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,22 +503,26 @@ async fn policy_codes_and_enforcement_are_checked() {
         &with(&p, "spec: {allowedLocations: [Quebec]}"),
         None,
         "allowedLocations entries must be ISO 3166 codes",
-    ).await;
+    )
+    .await;
     refused(
         &with(&p, "spec: {allowedLocations: []}"),
         None,
         "should have at least 1 items",
-    ).await;
+    )
+    .await;
     refused(
         &with(&p, "spec: {allowedJurisdictions: [Canada]}"),
         None,
         "allowedJurisdictions entries must be ISO 3166-1 alpha-2",
-    ).await;
+    )
+    .await;
     refused(
         &with(&p, "spec: {enforcement: Maybe}"),
         None,
         "Unsupported value",
-    ).await;
+    )
+    .await;
     refused(
         &with(
             &p,
@@ -471,12 +530,14 @@ async fn policy_codes_and_enforcement_are_checked() {
         ),
         None,
         "without a scheme",
-    ).await;
+    )
+    .await;
     refused(
         &with(&p, "spec: {recheckInterval: 10s}"),
         None,
         "recheckInterval must be at least 1m",
-    ).await;
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,6 +547,7 @@ async fn a_volume_transfer_spec_is_immutable() {
         &with(&v, "spec: {capacity: 100Gi}"),
         Some(&v),
         "a VolumeTransfer's spec is immutable",
-    ).await;
+    )
+    .await;
     accepted(&v, Some(&v)).await;
 }

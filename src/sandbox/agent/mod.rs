@@ -127,7 +127,10 @@ impl Agent {
             pods.clone(),
             rx.clone(),
         )));
-        tasks.push(tokio::spawn(crate::sandbox::storage::run(host.clone(), rx.clone())));
+        tasks.push(tokio::spawn(crate::sandbox::storage::run(
+            host.clone(),
+            rx.clone(),
+        )));
         tasks.push(tokio::spawn(crate::sandbox::network::loadbalancer::run(
             host.clone(),
             rx,
@@ -148,7 +151,10 @@ impl Agent {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let abort = t.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(10), t).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -163,7 +169,10 @@ mod tests {
     #[test]
     fn repositories_drop_tags_and_digests_only() {
         assert_eq!(repository("ghcr.io/x/sovereign:0.1"), "ghcr.io/x/sovereign");
-        assert_eq!(repository("localhost:5000/sovereign"), "localhost:5000/sovereign");
+        assert_eq!(
+            repository("localhost:5000/sovereign"),
+            "localhost:5000/sovereign"
+        );
         assert_eq!(repository("r.example/a@sha256:ab"), "r.example/a");
     }
 }

@@ -26,7 +26,9 @@ const RENEW: Duration = Duration::from_secs(10);
 const STATUS_EVERY: u32 = 6;
 
 fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn now_micro() -> String {
@@ -101,7 +103,11 @@ pub async fn register(host: &Host) -> Result<(), kube::Error> {
             .unwrap_or_else(now);
         let ip = host.net.node_ip(i).to_string();
         nodes
-            .patch_status(&spec.name, &pp, &Patch::Apply(status(spec, &ip, &transition)))
+            .patch_status(
+                &spec.name,
+                &pp,
+                &Patch::Apply(status(spec, &ip, &transition)),
+            )
             .await?;
         renew_lease(host, &node).await?;
     }
@@ -118,7 +124,11 @@ async fn renew_lease(host: &Host, node: &Node) -> Result<(), kube::Error> {
         "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now_micro()}
     });
     leases
-        .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(lease))
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(lease),
+        )
         .await
         .map(|_| ())
 }
@@ -146,7 +156,7 @@ pub async fn heartbeat(host: Arc<Host>, mut shutdown: watch::Receiver<bool>) {
             if let Err(e) = renew_lease(&host, &node).await {
                 tracing::warn!(cluster = %host.cluster, node = %spec.name, error = %e, "cannot renew the node's lease");
             }
-            if n % STATUS_EVERY == 0 {
+            if n.is_multiple_of(STATUS_EVERY) {
                 let transition = node
                     .status
                     .as_ref()
@@ -158,7 +168,11 @@ pub async fn heartbeat(host: Arc<Host>, mut shutdown: watch::Receiver<bool>) {
                 let ip = host.net.node_ip(i).to_string();
                 let pp = PatchParams::apply(MANAGER).force();
                 if let Err(e) = nodes
-                    .patch_status(&spec.name, &pp, &Patch::Apply(status(spec, &ip, &transition)))
+                    .patch_status(
+                        &spec.name,
+                        &pp,
+                        &Patch::Apply(status(spec, &ip, &transition)),
+                    )
                     .await
                 {
                     tracing::warn!(cluster = %host.cluster, node = %spec.name, error = %e, "cannot post the node's status");
@@ -179,7 +193,10 @@ pub async fn all_ready(host: &Host) -> Result<bool, kube::Error> {
                 && n.spec
                     .as_ref()
                     .and_then(|s| s.taints.as_ref())
-                    .is_none_or(|t| t.iter().all(|t| !t.key.starts_with("node.kubernetes.io/not-ready")))
+                    .is_none_or(|t| {
+                        t.iter()
+                            .all(|t| !t.key.starts_with("node.kubernetes.io/not-ready"))
+                    })
                 && n.status
                     .as_ref()
                     .and_then(|s| s.conditions.as_ref())

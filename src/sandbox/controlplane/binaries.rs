@@ -60,7 +60,9 @@ pub enum BinariesError {
         "the control plane must be built once with Go (1.26 or newer), and `go` is not on the PATH ({0}); install Go, or pass --control-plane-bin DIR (or set {BIN_ENV}) with etcd, kube-apiserver, kube-controller-manager and kube-scheduler in it"
     )]
     NoGo(String),
-    #[error("{dir} has no {missing} (it needs etcd, kube-apiserver, kube-controller-manager and kube-scheduler)")]
+    #[error(
+        "{dir} has no {missing} (it needs etcd, kube-apiserver, kube-controller-manager and kube-scheduler)"
+    )]
     Missing { dir: PathBuf, missing: String },
     #[error("`{command}` failed in {dir}: {detail}")]
     Go {
@@ -74,7 +76,9 @@ pub enum BinariesError {
         #[source]
         source: std::io::Error,
     },
-    #[error("no home or cache directory to build the control plane in; set XDG_CACHE_HOME or SOVEREIGN_CACHE_DIR")]
+    #[error(
+        "no home or cache directory to build the control plane in; set XDG_CACHE_HOME or SOVEREIGN_CACHE_DIR"
+    )]
     NoCacheDir,
 }
 
@@ -116,14 +120,14 @@ impl Binaries {
     /// The upstream CSI snapshot CRDs (`snapshot.storage.k8s.io_*.yaml`).
     pub fn snapshot_crds(&self) -> Result<Vec<String>, BinariesError> {
         let dir = &self.addons;
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io_err(dir))?
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("snapshot.storage.k8s.io_") && n.ends_with(".yaml"))
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with("snapshot.storage.k8s.io_") && n.ends_with(".yaml")
+                })
             })
             .collect();
         files.sort();
@@ -140,7 +144,9 @@ pub fn locate(
     given: Option<&Path>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Binaries, BinariesError> {
-    let env = std::env::var_os(BIN_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = std::env::var_os(BIN_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     match given.map(Path::to_path_buf).or(env) {
         Some(dir) => users(&dir, progress),
         None => cached(progress),
@@ -201,7 +207,10 @@ fn ldflags() -> String {
         .unwrap_or(("1", "0"));
     // Module zips are not git checkouts: without these the programs report v0.0.0-master.
     let mut flags = vec!["-s".to_string(), "-w".to_string()];
-    for pkg in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
+    for pkg in [
+        "k8s.io/component-base/version",
+        "k8s.io/client-go/pkg/version",
+    ] {
         for (k, v) in [
             ("gitVersion", KUBERNETES_RELEASE),
             ("gitMajor", major),
@@ -323,7 +332,15 @@ fn build(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), BinariesError
     let total = run_go(&kube, &list_args)?.lines().count();
     let out = format!("{}/", partial.display());
     let ld = ldflags();
-    let mut args = vec!["build", "-v", "-trimpath", "-ldflags", ld.as_str(), "-o", out.as_str()];
+    let mut args = vec![
+        "build",
+        "-v",
+        "-trimpath",
+        "-ldflags",
+        ld.as_str(),
+        "-o",
+        out.as_str(),
+    ];
     args.extend(pkgs.iter().map(String::as_str));
     progress(&format!(
         "compiling {} ({total} packages; about 10 minutes on 2 cores, once)",
@@ -335,7 +352,15 @@ fn build(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), BinariesError
     let etcd_out = etcd_out.to_string_lossy();
     run_go(
         &src.join("etcd"),
-        &["build", "-trimpath", "-ldflags", "-s -w", "-o", &etcd_out, "go.etcd.io/etcd/server/v3"],
+        &[
+            "build",
+            "-trimpath",
+            "-ldflags",
+            "-s -w",
+            "-o",
+            &etcd_out,
+            "go.etcd.io/etcd/server/v3",
+        ],
     )?;
     fetch_addons(&src, &partial.join("addons"), progress)?;
     let bin = dir.join("bin");
@@ -403,7 +428,10 @@ fn fetch_addons(
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     for e in std::fs::read_dir(&crds).map_err(io_err(&crds))?.flatten() {
         let name = e.file_name();
-        if name.to_string_lossy().starts_with("snapshot.storage.k8s.io_") {
+        if name
+            .to_string_lossy()
+            .starts_with("snapshot.storage.k8s.io_")
+        {
             let to = out.join(&name);
             std::fs::copy(e.path(), &to).map_err(io_err(&to))?;
         }
@@ -430,7 +458,10 @@ mod tests {
         std::fs::write(dir.path().join("kube-apiserver"), "").expect("w");
         let err = users(dir.path(), &mut |_| {}).expect_err("incomplete");
         let msg = err.to_string();
-        assert!(msg.contains("etcd") && msg.contains("kube-scheduler"), "{msg}");
+        assert!(
+            msg.contains("etcd") && msg.contains("kube-scheduler"),
+            "{msg}"
+        );
         assert!(!msg.contains("kube-apiserver,"), "{msg}");
     }
 }

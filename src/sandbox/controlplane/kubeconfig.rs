@@ -40,7 +40,13 @@ fn b64(s: &str) -> String {
 }
 
 impl Entry {
-    pub fn certificate(name: &str, server: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Entry {
+    pub fn certificate(
+        name: &str,
+        server: &str,
+        ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Entry {
         Entry {
             name: name.to_string(),
             server: server.to_string(),

@@ -148,11 +148,21 @@ impl ControlPlane {
         let etcd = cp.launch(cfg, "etcd", bins.path("etcd"), etcd_args(cfg, &certs))?;
         cp.processes.push(etcd);
         let apiserver_args = apiserver_args(cfg, &certs, &cp.pki, &policy)?;
-        let apiserver = cp.launch(cfg, "kube-apiserver", bins.path("kube-apiserver"), apiserver_args)?;
+        let apiserver = cp.launch(
+            cfg,
+            "kube-apiserver",
+            bins.path("kube-apiserver"),
+            apiserver_args,
+        )?;
         cp.processes.push(apiserver);
         cp.wait_ready().await?;
         let kcm = kcm_args(cfg, &cp, &certs)?;
-        let kcm = cp.launch(cfg, "kube-controller-manager", bins.path("kube-controller-manager"), kcm)?;
+        let kcm = cp.launch(
+            cfg,
+            "kube-controller-manager",
+            bins.path("kube-controller-manager"),
+            kcm,
+        )?;
         cp.processes.push(kcm);
         let sched = scheduler_args(cfg, &cp, &certs)?;
         let sched = cp.launch(cfg, "kube-scheduler", bins.path("kube-scheduler"), sched)?;
@@ -328,11 +338,22 @@ impl Certs {
                 "kubernetes.default.svc.cluster.local",
                 "localhost",
             ],
-            &[ip, IpAddr::V4(KUBERNETES_SERVICE_IP), IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            &[
+                ip,
+                IpAddr::V4(KUBERNETES_SERVICE_IP),
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ],
         );
         let etcd_sans = sans(&["localhost"], &[ip, IpAddr::V4(Ipv4Addr::LOCALHOST)]);
         Ok(Certs {
-            apiserver: pki.leaf(Ca::Cluster, "apiserver", "kube-apiserver", &[], &api_sans, Usage::Server)?,
+            apiserver: pki.leaf(
+                Ca::Cluster,
+                "apiserver",
+                "kube-apiserver",
+                &[],
+                &api_sans,
+                Usage::Server,
+            )?,
             kubelet_client: pki.leaf(
                 Ca::Cluster,
                 "apiserver-kubelet-client",
@@ -349,7 +370,14 @@ impl Certs {
                 &[],
                 Usage::Client,
             )?,
-            etcd_server: pki.leaf(Ca::Etcd, "etcd-server", &cfg.name, &[], &etcd_sans, Usage::ServerAndClient)?,
+            etcd_server: pki.leaf(
+                Ca::Etcd,
+                "etcd-server",
+                &cfg.name,
+                &[],
+                &etcd_sans,
+                Usage::ServerAndClient,
+            )?,
             etcd_client: pki.leaf(
                 Ca::Etcd,
                 "apiserver-etcd-client",
@@ -358,7 +386,14 @@ impl Certs {
                 &[],
                 Usage::Client,
             )?,
-            admin: pki.leaf(Ca::Cluster, "admin", ADMIN_USER, &["system:masters"], &[], Usage::Client)?,
+            admin: pki.leaf(
+                Ca::Cluster,
+                "admin",
+                ADMIN_USER,
+                &["system:masters"],
+                &[],
+                Usage::Client,
+            )?,
             controller_manager: pki.leaf(
                 Ca::Cluster,
                 "controller-manager",
@@ -367,7 +402,14 @@ impl Certs {
                 &[],
                 Usage::Client,
             )?,
-            scheduler: pki.leaf(Ca::Cluster, "scheduler", "system:kube-scheduler", &[], &[], Usage::Client)?,
+            scheduler: pki.leaf(
+                Ca::Cluster,
+                "scheduler",
+                "system:kube-scheduler",
+                &[],
+                &[],
+                Usage::Client,
+            )?,
         })
     }
 }
@@ -389,7 +431,10 @@ fn etcd_args(cfg: &ControlPlaneConfig, c: &Certs) -> Vec<String> {
         "--listen-metrics-urls=".into(),
         format!("--cert-file={}", s(&c.etcd_server.cert_file)),
         format!("--key-file={}", s(&c.etcd_server.key_file)),
-        format!("--trusted-ca-file={}", s(&c.etcd_server.cert_file.with_file_name("etcd-ca.crt"))),
+        format!(
+            "--trusted-ca-file={}",
+            s(&c.etcd_server.cert_file.with_file_name("etcd-ca.crt"))
+        ),
         "--client-cert-auth=true".into(),
         "--log-level=warn".into(),
         "--snapshot-count=10000".into(),
@@ -431,17 +476,32 @@ fn apiserver_args(
         format!("--service-account-key-file={}", s(&sa_pub)),
         format!("--service-account-signing-key-file={}", s(&sa_key)),
         "--service-account-lookup=true".into(),
-        format!("--kubelet-client-certificate={}", s(&c.kubelet_client.cert_file)),
+        format!(
+            "--kubelet-client-certificate={}",
+            s(&c.kubelet_client.cert_file)
+        ),
         format!("--kubelet-client-key={}", s(&c.kubelet_client.key_file)),
-        format!("--kubelet-certificate-authority={}", s(pki.ca_file(Ca::Cluster))),
+        format!(
+            "--kubelet-certificate-authority={}",
+            s(pki.ca_file(Ca::Cluster))
+        ),
         "--kubelet-preferred-address-types=InternalIP".into(),
-        format!("--requestheader-client-ca-file={}", s(pki.ca_file(Ca::FrontProxy))),
+        format!(
+            "--requestheader-client-ca-file={}",
+            s(pki.ca_file(Ca::FrontProxy))
+        ),
         "--requestheader-allowed-names=front-proxy-client".into(),
         "--requestheader-username-headers=X-Remote-User".into(),
         "--requestheader-group-headers=X-Remote-Group".into(),
         "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
-        format!("--proxy-client-cert-file={}", s(&c.front_proxy_client.cert_file)),
-        format!("--proxy-client-key-file={}", s(&c.front_proxy_client.key_file)),
+        format!(
+            "--proxy-client-cert-file={}",
+            s(&c.front_proxy_client.cert_file)
+        ),
+        format!(
+            "--proxy-client-key-file={}",
+            s(&c.front_proxy_client.key_file)
+        ),
         "--enable-aggregator-routing=true".into(),
         format!("--audit-policy-file={}", s(policy)),
         format!("--audit-log-path={}", s(&cfg.dir.join("audit.log"))),
@@ -458,8 +518,13 @@ fn kcm_args(
     c: &Certs,
 ) -> Result<Vec<String>, ControlPlaneError> {
     let kubeconfig = cfg.dir.join("kubeconfig/controller-manager.yaml");
-    kubeconfig::write_files(&kubeconfig, &cp.url(), cp.pki.ca_file(Ca::Cluster), &c.controller_manager)
-        .map_err(io_err(&kubeconfig))?;
+    kubeconfig::write_files(
+        &kubeconfig,
+        &cp.url(),
+        cp.pki.ca_file(Ca::Cluster),
+        &c.controller_manager,
+    )
+    .map_err(io_err(&kubeconfig))?;
     let (sa_key, _) = cp.pki.service_account_key()?;
     let k = s(&kubeconfig);
     Ok(vec![
@@ -473,8 +538,14 @@ fn kcm_args(
         "--use-service-account-credentials=true".into(),
         format!("--service-account-private-key-file={}", s(&sa_key)),
         format!("--root-ca-file={}", s(cp.pki.ca_file(Ca::Cluster))),
-        format!("--cluster-signing-cert-file={}", s(cp.pki.ca_file(Ca::Cluster))),
-        format!("--cluster-signing-key-file={}", s(&cp.pki.dir().join("ca.key"))),
+        format!(
+            "--cluster-signing-cert-file={}",
+            s(cp.pki.ca_file(Ca::Cluster))
+        ),
+        format!(
+            "--cluster-signing-key-file={}",
+            s(&cp.pki.dir().join("ca.key"))
+        ),
         format!("--service-cluster-ip-range={SERVICE_CIDR}"),
         "--leader-elect=false".into(),
         // Binding reacts to events; the periodic resync only catches what was missed.
@@ -490,8 +561,13 @@ fn scheduler_args(
     c: &Certs,
 ) -> Result<Vec<String>, ControlPlaneError> {
     let kubeconfig = cfg.dir.join("kubeconfig/scheduler.yaml");
-    kubeconfig::write_files(&kubeconfig, &cp.url(), cp.pki.ca_file(Ca::Cluster), &c.scheduler)
-        .map_err(io_err(&kubeconfig))?;
+    kubeconfig::write_files(
+        &kubeconfig,
+        &cp.url(),
+        cp.pki.ca_file(Ca::Cluster),
+        &c.scheduler,
+    )
+    .map_err(io_err(&kubeconfig))?;
     let config = cfg.dir.join("kube-scheduler.yaml");
     let text = format!(
         "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: {}\nleaderElection:\n  leaderElect: false\n",

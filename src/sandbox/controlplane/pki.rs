@@ -101,8 +101,11 @@ fn validity(params: &mut CertificateParams, years: i64) {
     let end = today
         .checked_add(jiff::Span::new().years(years))
         .unwrap_or(today);
-    params.not_before =
-        rcgen::date_time_ymd(i32::from(start.year()), start.month() as u8, start.day() as u8);
+    params.not_before = rcgen::date_time_ymd(
+        i32::from(start.year()),
+        start.month() as u8,
+        start.day() as u8,
+    );
     params.not_after =
         rcgen::date_time_ymd(i32::from(end.year()), end.month() as u8, end.day() as u8);
 }
@@ -161,7 +164,11 @@ impl Authority {
         let key = KeyPair::generate().map_err(cert_err(cn))?;
         let cert = params.self_signed(&key).map_err(cert_err(cn))?;
         let cert_pem = cert.pem();
-        write_private(&dir.join(format!("{stem}.key")), &key.serialize_pem(), 0o600)?;
+        write_private(
+            &dir.join(format!("{stem}.key")),
+            &key.serialize_pem(),
+            0o600,
+        )?;
         write_private(&cert_file, &cert_pem, 0o644)?;
         Ok(Authority {
             cert_pem,
@@ -301,7 +308,11 @@ impl Pki {
 pub fn sans(dns: &[&str], ips: &[IpAddr]) -> Vec<SanType> {
     let mut out: Vec<SanType> = dns
         .iter()
-        .filter_map(|d| rcgen::string::Ia5String::try_from(*d).ok().map(SanType::DnsName))
+        .filter_map(|d| {
+            rcgen::string::Ia5String::try_from(*d)
+                .ok()
+                .map(SanType::DnsName)
+        })
         .collect();
     out.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
     out

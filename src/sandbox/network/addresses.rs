@@ -25,7 +25,9 @@ const LB_LAST: u32 = 254 * 256 + 251;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AddressError {
-    #[error("the loopback block 127.{0}.0.0/16 is held by another sandbox cluster (its lock file is {1})")]
+    #[error(
+        "the loopback block 127.{0}.0.0/16 is held by another sandbox cluster (its lock file is {1})"
+    )]
     Taken(u8, String),
     #[error("no free loopback block: every 127.A.0.0/16 from A={FIRST} to {LAST} is held")]
     Exhausted,
@@ -135,7 +137,8 @@ impl Block {
         if let Some(o) = st.owners.get(owner) {
             return Some(self.addr(*o));
         }
-        let free = (first..=last).find(|o| !st.used.contains(o) && (o & 0xff) != 0 && (o & 0xff) != 255)?;
+        let free = (first..=last)
+            .find(|o| !st.used.contains(o) && (o & 0xff) != 0 && (o & 0xff) != 255)?;
         st.used.insert(free);
         st.owners.insert(owner.to_string(), free);
         Some(self.addr(free))
