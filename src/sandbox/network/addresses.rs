@@ -23,6 +23,9 @@ const POD_LAST: u32 = 200 * 256 - 1;
 const LB_FIRST: u32 = 201 * 256 + 2;
 const LB_LAST: u32 = 254 * 256 + 251;
 
+/// The cluster network the API sees the block as (see the module's documentation).
+pub const CLUSTER_NETWORK: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 0);
+
 #[derive(Debug, thiserror::Error)]
 pub enum AddressError {
     #[error(
@@ -192,6 +195,27 @@ impl Block {
         self.release(&format!("lb:{service}"));
     }
 
+    /// The cluster-network address the API knows for one of the block's addresses (None for an
+    /// address not of this block).
+    pub fn cluster_address(&self, loopback: Ipv4Addr) -> Option<Ipv4Addr> {
+        let o = self.offset(loopback)?;
+        let [a, b, _, _] = CLUSTER_NETWORK.octets();
+        Some(Ipv4Addr::new(a, b, (o >> 8) as u8, (o & 0xff) as u8))
+    }
+
+    /// Where to connect for an address the API gave: the block's loopback address behind a
+    /// cluster-network address; any other address (one of the block's, or outside both, as a
+    /// selector-less Service may name) as it is.
+    pub fn loopback_address(&self, ip: Ipv4Addr) -> Ipv4Addr {
+        let [a, b, c, d] = ip.octets();
+        let [na, nb, _, _] = CLUSTER_NETWORK.octets();
+        if (a, b) == (na, nb) {
+            Ipv4Addr::new(127, self.octet, c, d)
+        } else {
+            ip
+        }
+    }
+
     /// Whether an address belongs to this cluster's block.
     pub fn contains(&self, ip: &str) -> bool {
         ip.parse().ok().and_then(|ip| self.offset(ip)).is_some()
@@ -227,5 +251,19 @@ mod tests {
         assert!(a.contains(&lb.to_string()));
         assert_ne!(Some(lb), a.balancer_ip("ns/other"));
         assert!(!a.contains(&format!("127.{}.0.9", b.octet())));
+    }
+
+    #[test]
+    fn cluster_network_addresses_translate_both_ways() {
+        let a = Block::reserve(None).expect("a");
+        let pod = a.pod_ip("u").expect("address");
+        let seen = a.cluster_address(pod).expect("ours");
+        assert_eq!(seen.octets()[..2], [10, 244]);
+        assert_eq!(seen.octets()[2..], pod.octets()[2..]);
+        assert_eq!(a.loopback_address(seen), pod);
+        assert_eq!(a.loopback_address(pod), pod, "already a loopback address");
+        let outside = Ipv4Addr::new(192, 168, 1, 5);
+        assert_eq!(a.loopback_address(outside), outside);
+        assert_eq!(a.cluster_address(Ipv4Addr::new(127, 0, 0, 1)), None);
     }
 }
