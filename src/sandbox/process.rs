@@ -71,8 +71,7 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(own)
-            .process_group(0)
-            .kill_on_drop(true);
+            .process_group(0);
         if let Some(cwd) = &launch.cwd {
             cmd.current_dir(cwd);
         }
@@ -131,6 +130,17 @@ impl Process {
     /// SIGKILL to the process group (the supervisor and the program).
     pub fn kill(&self) {
         signal(self.pid, rustix::process::Signal::KILL, true);
+    }
+}
+
+impl Drop for Process {
+    /// A process dropped while it runs (a test that panicked, a cluster never shut down): the
+    /// whole group goes, the program with its supervisor. Killing only the supervisor would leave
+    /// the program orphaned, with nothing left to end it.
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            self.kill();
+        }
     }
 }
 

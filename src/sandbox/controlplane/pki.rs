@@ -246,7 +246,8 @@ impl Pki {
         })
     }
 
-    /// A fresh certificate and key, PEM, not written anywhere.
+    /// A fresh certificate and key, PEM, not written anywhere. `orgs` (the groups a client
+    /// certificate carries) holds at most one: rcgen keeps one value per attribute type.
     pub fn issue(
         &self,
         ca: Ca,
@@ -257,7 +258,8 @@ impl Pki {
     ) -> Result<(String, String), PkiError> {
         let mut p = CertificateParams::new(Vec::<String>::new()).map_err(cert_err(cn))?;
         p.distinguished_name.push(DnType::CommonName, cn);
-        for o in orgs {
+        debug_assert!(orgs.len() <= 1, "one organization per certificate");
+        if let Some(o) = orgs.first() {
             p.distinguished_name.push(DnType::OrganizationName, *o);
         }
         p.subject_alt_names = sans.to_vec();
