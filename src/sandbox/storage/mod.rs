@@ -17,6 +17,8 @@
 //! so an agent killed at any point resumes: a half-made copy (`tree`) is redone, a PV or content
 //! created but not yet recorded is found by its name.
 
+pub mod binding;
+pub mod contents;
 pub mod crd;
 pub mod events;
 pub mod intree;
@@ -24,7 +26,10 @@ pub mod names;
 pub mod patches;
 pub mod provisioner;
 pub mod reclaim;
+pub mod release;
 pub mod restore;
+pub mod snapshot_status;
+pub mod snapshots;
 pub mod tree;
 pub mod volume;
 
@@ -124,7 +129,9 @@ pub async fn run(host: Arc<Host>, shutdown: watch::Receiver<bool>) {
     }
     tokio::join!(
         provisioner::run(host.clone(), stopped(shutdown.clone())),
-        reclaim::run(host.clone(), stopped(shutdown)),
+        reclaim::run(host.clone(), stopped(shutdown.clone())),
+        snapshots::run(host.clone(), stopped(shutdown.clone())),
+        contents::run(host.clone(), stopped(shutdown)),
     );
 }
 
