@@ -306,18 +306,27 @@ async fn install_addons(
     objects::apply(client, &binding, "sandbox-addons")
         .await
         .map_err(apply_err)?;
+    let mut crds = Vec::new();
     for text in bins.snapshot_crds()? {
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let Ok(v) = <Value as serde::Deserialize>::deserialize(doc) else {
                 continue;
             };
             if v.is_object() {
-                objects::apply(client, &v, "sandbox-addons")
+                let crd = objects::apply(client, &v, "sandbox-addons")
                     .await
                     .map_err(apply_err)?;
+                crds.push(kube::ResourceExt::name_any(&crd));
             }
         }
     }
+    // Served before anything (the agent's snapshot controller, a user) asks for them.
+    objects::wait_established(client, &crds, Duration::from_secs(60))
+        .await
+        .map_err(|what| ClusterError::NotReady {
+            cluster: cluster.to_string(),
+            what,
+        })?;
     let t = Instant::now();
     for obj in &profile.objects {
         loop {

@@ -271,32 +271,10 @@ pub async fn install_crds(client: &Client) -> Result<(), SandboxError> {
         .await
         .map_err(SandboxError::api(format!("applying the CRD {name}")))?;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    for crd in crate::api::crds() {
-        let name = crd.name_any();
-        loop {
-            let established = api
-                .get_opt(&name)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|c| c.status)
-                .and_then(|s| s.conditions)
-                .is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                });
-            if established {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(SandboxError::Demo(format!(
-                    "the CRD {name} is not established after 60s"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    let names: Vec<String> = crate::api::crds().iter().map(|c| c.name_any()).collect();
+    objects::wait_established(client, &names, Duration::from_secs(60))
+        .await
+        .map_err(SandboxError::Demo)?;
     Ok(())
 }
 

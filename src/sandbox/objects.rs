@@ -80,3 +80,40 @@ pub async fn apply_all(client: &Client, objs: &[Value], manager: &str) -> Result
     }
     Ok(())
 }
+
+/// Waits until every named CRD is Established (served), up to `timeout`.
+pub async fn wait_established(
+    client: &Client,
+    names: &[String],
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + timeout;
+    for name in names {
+        loop {
+            let established = api
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.status)
+                .and_then(|s| s.conditions)
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+            if established {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "the CRD {name} is not established after {}s",
+                    timeout.as_secs()
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
