@@ -306,14 +306,7 @@ impl Runner {
                 format!("Container image \"{image}\" already present on machine"),
             )
             .await;
-        let launch = Launch {
-            program: self.plan.program.clone(),
-            args: self.plan.args.clone(),
-            env: self.plan.env.clone(),
-            cwd: Some(self.plan.cwd.clone()),
-            log: self.logs.join(format!("{instance}.log")),
-            log_format: LogFormat::Cri,
-        };
+        let launch = self.launch(instance);
         let name = format!("{}/{}", self.pod.key(), self.slot.name);
         let started_at = now();
         self.events
@@ -328,15 +321,7 @@ impl Runner {
             Err(e) => return self.start_failed(instance, started_at, e).await,
         };
         self.slot.set_pid(process.0.pid());
-        self.slot.update(|r| {
-            if let RunState::Terminated { .. } = r.state {
-                r.last = Some(r.state.clone());
-            }
-            r.state = RunState::Running { started_at };
-            r.started = true;
-            r.ready = false;
-        });
-        self.wake.notify_one();
+        self.running(started_at);
         self.events
             .normal(
                 &subject,
@@ -370,6 +355,31 @@ impl Runner {
             stopped,
             at: Instant::now(),
         }
+    }
+
+    /// How this instance is started: its log file is its own.
+    fn launch(&self, instance: i32) -> Launch {
+        Launch {
+            program: self.plan.program.clone(),
+            args: self.plan.args.clone(),
+            env: self.plan.env.clone(),
+            cwd: Some(self.plan.cwd.clone()),
+            log: self.logs.join(format!("{instance}.log")),
+            log_format: LogFormat::Cri,
+        }
+    }
+
+    /// The instance runs; the one before it (if it ended) becomes lastState.
+    fn running(&self, started_at: Timestamp) {
+        self.slot.update(|r| {
+            if let RunState::Terminated { .. } = r.state {
+                r.last = Some(r.state.clone());
+            }
+            r.state = RunState::Running { started_at };
+            r.started = true;
+            r.ready = false;
+        });
+        self.wake.notify_one();
     }
 
     /// Stops a running process: SIGTERM and its grace period (cut short by a Kill), or SIGKILL.
