@@ -458,6 +458,41 @@ fn the_hash_is_stable_and_changes_with_the_plan() {
         a.hash, d.hash,
         "a different image rewrite is a different plan"
     );
+    // The source running (its controllers writing status, resourceVersions moving, revisions
+    // and binding annotations) leaves the approved plan as it was; its authors' edits do not.
+    let mut running = objects();
+    for o in &mut running {
+        o["metadata"]["resourceVersion"] = serde_json::json!("98765");
+        o["metadata"]["managedFields"] =
+            serde_json::json!([{"manager": "kube-controller-manager", "operation": "Update"}]);
+        o["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = serde_json::json!("7");
+        o["status"] = serde_json::json!({"observedGeneration": 4, "readyReplicas": 2});
+    }
+    let spec = Spec::default();
+    let input = |objects| PlanInput {
+        objects,
+        source_namespace: "sante",
+        target_namespace: "sante-qc",
+        target_cluster: "ovh-bhs5",
+        selector: None,
+        include_kinds: &[],
+        exclude_kinds: &[],
+        storage_class_map: &spec.map,
+        target_storage_classes: &spec.target_classes,
+        image_rewrites: &spec.rewrites,
+        target_region: Some("bhs5"),
+        patches: &[],
+        workload: "migrations/dossier",
+        catalog: Catalog::embedded(),
+    };
+    assert_eq!(
+        a.hash,
+        build(&input(&running)).hash,
+        "status churn is not a new plan"
+    );
+    let mut edited = running.clone();
+    edited[0]["metadata"]["labels"]["edited"] = serde_json::json!("yes");
+    assert_ne!(a.hash, build(&input(&edited)).hash, "an edit is a new plan");
 }
 
 #[test]

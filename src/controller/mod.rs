@@ -88,6 +88,10 @@ pub struct RunArgs {
     /// cluster). A workload's VolumeTransfers carry the workload's labels, so they follow it.
     #[arg(long, env = "SOVEREIGN_WATCH_LABEL_SELECTOR")]
     pub watch_label_selector: Option<String>,
+    /// After SIGTERM, how long running reconciles may take to finish before the operator exits
+    /// anyway (every step is idempotent: the next start resumes from what it observes).
+    #[arg(long, env = "SOVEREIGN_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_go_duration)]
+    pub shutdown_timeout: std::time::Duration,
 }
 
 impl RunArgs {
@@ -109,6 +113,7 @@ impl RunArgs {
             fx_configmap: None,
             mover_image: context::DEFAULT_MOVER_IMAGE.into(),
             watch_label_selector: None,
+            shutdown_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -166,7 +171,13 @@ pub async fn shutdown_signal() {
 /// Runs the operator with a client from the environment until SIGTERM.
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     telemetry::logging::init(args.log_format);
-    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| RunError::Client(kube::Error::InferConfig(e)))?;
+    // As for remote clusters: no request to our own cluster may hang a reconcile for ever.
+    config.read_timeout = Some(crate::remote::kubeconfig::REMOTE_READ_TIMEOUT);
+    config.reset_reader_on_write = true;
+    let client = Client::try_from(config).map_err(RunError::Client)?;
     run_with(client, args, shutdown_signal()).await
 }
 
@@ -435,7 +446,21 @@ async fn run_controllers(
         }
     };
     info!("controllers started");
-    tokio::join!(clusters_fut, workloads_fut, transfers_fut, policies_fut);
+    let controllers = async {
+        tokio::join!(clusters_fut, workloads_fut, transfers_fut, policies_fut);
+    };
+    let grace = args.shutdown_timeout;
+    let overdue = async move {
+        stop().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        _ = controllers => {},
+        _ = overdue => warn!(
+            seconds = grace.as_secs(),
+            "reconciles still running after the shutdown timeout; stopping them (the next start resumes)"
+        ),
+    }
 }
 
 fn log_result<K: kube::Resource, E: std::fmt::Display>(

@@ -150,7 +150,7 @@ pub fn build(input: &PlanInput<'_>) -> Plan {
         if let Some(uid) = src["metadata"]["uid"].as_str() {
             obj["metadata"]["annotations"][keys::SOURCE_UID] = json!(uid);
         }
-        obj["metadata"]["annotations"][keys::SOURCE_HASH] = json!(transform::hash_value(src));
+        obj["metadata"]["annotations"][keys::SOURCE_HASH] = json!(transform::content_hash(src));
         for t in &applied {
             if !transforms.iter().any(|x| x == t) {
                 transforms.push(t.to_string());

@@ -117,6 +117,16 @@ fn annotations(v: &mut Value) -> Option<&mut Map<String, Value>> {
         .as_object_mut()
 }
 
+/// Annotations the source's controllers write (revisions, binding, provisioning, scheduling).
+const SERVER_ANNOTATIONS: &[&str] = &[
+    "deployment.kubernetes.io/revision",
+    "pv.kubernetes.io/bind-completed",
+    "pv.kubernetes.io/bound-by-controller",
+    "volume.beta.kubernetes.io/storage-provisioner",
+    "volume.kubernetes.io/storage-provisioner",
+    "volume.kubernetes.io/selected-node",
+];
+
 /// Fields the source cluster set, which the target sets anew (or which would be wrong there).
 fn strip_server_fields(v: &mut Value, _: &Context<'_>, _: &mut Vec<Finding>) {
     for f in [
@@ -134,16 +144,9 @@ fn strip_server_fields(v: &mut Value, _: &Context<'_>, _: &mut Vec<Finding>) {
     }
     remove(v, &["status"]);
     if let Some(a) = annotations(v) {
-        for k in [
-            "kubectl.kubernetes.io/last-applied-configuration",
-            "deployment.kubernetes.io/revision",
-            "pv.kubernetes.io/bind-completed",
-            "pv.kubernetes.io/bound-by-controller",
-            "volume.beta.kubernetes.io/storage-provisioner",
-            "volume.kubernetes.io/storage-provisioner",
-            "volume.kubernetes.io/selected-node",
-        ] {
-            a.remove(k);
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        for k in SERVER_ANNOTATIONS {
+            a.remove(*k);
         }
     }
     match kind(v) {
@@ -542,6 +545,34 @@ fn mark_ownership(v: &mut Value, ctx: &Context<'_>, _: &mut Vec<Finding>) {
     labels[keys::MANAGED_BY] = json!(keys::MANAGER);
     // Label values cannot hold '/': namespace.name.
     labels[keys::WORKLOAD] = json!(ctx.workload.replace('/', "."));
+}
+
+/// SHA-256 of a source object's content: what its authors wrote, without what its cluster keeps
+/// changing (status, resourceVersion, managedFields, the controllers' annotations), so that a
+/// plan stays the one approved while the source runs.
+pub fn content_hash(src: &Value) -> String {
+    let mut v = src.clone();
+    for f in [
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "managedFields",
+        "selfLink",
+    ] {
+        remove(&mut v, &["metadata", f]);
+    }
+    remove(&mut v, &["status"]);
+    if let Some(a) = annotations(&mut v) {
+        for k in SERVER_ANNOTATIONS {
+            a.remove(*k);
+        }
+        // A controller's annotation on an object that had none leaves an empty map: none.
+        if a.is_empty() {
+            remove(&mut v, &["metadata", "annotations"]);
+        }
+    }
+    hash_value(&v)
 }
 
 /// SHA-256 of a value's canonical JSON (object keys sorted, as serde_json's map is).

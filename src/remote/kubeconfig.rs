@@ -240,10 +240,18 @@ pub async fn config_from_text(text: &str, r: &SecretKeyRef) -> Result<Config, Ku
             .or_else(|| kubeconfig.contexts.first().map(|c| c.name.clone())),
         ..KubeConfigOptions::default()
     };
-    Config::from_custom_kubeconfig(kubeconfig, &options)
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
-        .map_err(|e| malformed(r, &safe_config_error(&e)))
+        .map_err(|e| malformed(r, &safe_config_error(&e)))?;
+    // No request to a remote cluster may hang a reconcile for ever (kube sets no read timeout);
+    // longer than a watch lasts (290 s), counted from when each request is written.
+    config.read_timeout = Some(REMOTE_READ_TIMEOUT);
+    config.reset_reader_on_write = true;
+    Ok(config)
 }
+
+/// The longest a remote cluster may take to answer one request.
+pub const REMOTE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A kubeconfig in a Secret is written by whoever may create Secrets, but read by the operator: it
 /// must not make the operator run programs or read its own files.

@@ -6,6 +6,7 @@
 
 mod apply;
 mod kubectl;
+mod migration;
 mod operator;
 mod profiles;
 mod report;

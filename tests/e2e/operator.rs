@@ -609,15 +609,16 @@ async fn workloads_report_their_references_and_governance() {
     })
     .await;
     // Abandoned before cutover: the half-built target is removed, the source stays as it was.
+    // (The garbage collector and the node agent finish the deletions the cleanup started.)
     let left: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &qc);
-    assert!(
+    eventually("the half-built target removed", || async {
         left.list(&ListParams::default())
             .await
-            .expect("list")
-            .items
-            .is_empty(),
-        "half-built target removed"
-    );
+            .ok()
+            .filter(|l| l.items.is_empty())
+            .map(|_| ())
+    })
+    .await;
     let cms_qc: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &qc);
     assert!(
         !cms_qc

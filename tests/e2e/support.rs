@@ -326,6 +326,23 @@ impl Env {
     }
 }
 
+/// Stops an operator started by `Env::operator`: its shutdown signal, then at most a minute for
+/// it to end (an operator that does not stop on SIGTERM is a defect, not a slow test).
+pub async fn stop_operator(
+    stop: tokio::sync::oneshot::Sender<()>,
+    op: tokio::task::JoinHandle<()>,
+) {
+    let _ = stop.send(());
+    let abort = op.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(60), op)
+        .await
+        .is_err()
+    {
+        abort.abort();
+        panic!("the operator did not stop within 60s of its shutdown signal");
+    }
+}
+
 /// Prints the workload's phase and message when they change: the story of a run, in the log.
 pub fn trace(last: &std::sync::Mutex<String>, w: &SovereignWorkload) {
     let line = format!(

@@ -164,7 +164,10 @@ pub async fn request_final(
         let api: Api<VolumeTransfer> = Api::namespaced(client.clone(), &ns);
         api.patch(
             &vt.name_any(),
-            &PatchParams::default(),
+            &PatchParams {
+                field_manager: Some(crate::controller::context::FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            },
             &Patch::Merge(json!({"metadata": {"annotations": {keys::FINAL_PASS: "true"}}})),
         )
         .await

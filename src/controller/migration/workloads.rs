@@ -209,7 +209,11 @@ async fn set_replicas(
     replicas: i32,
 ) -> Result<(), MigrationError> {
     let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
-    let pp = PatchParams::default();
+    // Named, so that the source objects' managedFields say who scaled or suspended them.
+    let pp = PatchParams {
+        field_manager: Some(crate::controller::context::FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
     let result = match kind {
         "Deployment" => Api::<Deployment>::namespaced(client.clone(), ns)
             .patch(name, &pp, &patch)
@@ -232,7 +236,11 @@ async fn set_suspend(
     name: &str,
     suspend: bool,
 ) -> Result<(), MigrationError> {
-    let pp = PatchParams::default();
+    // Named, so that the source objects' managedFields say who scaled or suspended them.
+    let pp = PatchParams {
+        field_manager: Some(crate::controller::context::FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
     match kind {
         "CronJob" => Api::<CronJob>::namespaced(client.clone(), ns)
             .patch(

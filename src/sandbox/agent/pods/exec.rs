@@ -14,7 +14,9 @@
 //! A process shares the host's filesystem, so mounts cannot be made: every argument, env value
 //! and `workingDir` equal to a volumeMount's `mountPath`, or under it, is rewritten to the host
 //! directory behind it (the longest mountPath first). A process that binds `0.0.0.0` binds the
-//! whole host: bind `$(POD_IP)` (fieldRef `status.podIP`) instead.
+//! whole host: bind `$(POD_IP)` (fieldRef `status.podIP`) instead. That fieldRef gives the
+//! process its loopback address `127.A.c.d`; the API knows the pod as `10.244.c.d`
+//! (`Block::cluster_address`), as it refuses loopback addresses in EndpointSlices.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

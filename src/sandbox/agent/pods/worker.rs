@@ -194,14 +194,36 @@ impl Worker {
         self.write_status(pod, false).await;
     }
 
-    /// The pod's address: the one its status has (a restarted agent), or a new one.
+    /// The address the API is told: a pod's loopback address as the cluster network knows it
+    /// (`Block::cluster_address`: the API server refuses loopback addresses in EndpointSlices),
+    /// a host-network pod's node address as it is.
+    fn published_ip(&self) -> Option<String> {
+        let ip = self.pod_ip.as_ref()?;
+        let net = &self.shared.host.net;
+        Some(
+            ip.parse()
+                .ok()
+                .filter(|_| *ip != self.host_ip)
+                .and_then(|a| net.cluster_address(a))
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| ip.clone()),
+        )
+    }
+
+    /// The pod's loopback address, which its processes bind and its probes reach: the one its
+    /// status has (a restarted agent), or a new one.
     fn ensure_ip(&mut self, pod: &Pod) -> Option<String> {
         if let Some(ip) = &self.pod_ip {
             return Some(ip.clone());
         }
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
-        let existing = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
         let net = &self.shared.host.net;
+        let existing = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok())
+            .map(|a| net.loopback_address(a).to_string());
         let ip = if host_network {
             Some(self.host_ip.clone())
         } else if let Some(ip) = existing.filter(|ip| net.adopt_pod(&self.pod.uid, ip)) {
@@ -392,10 +414,11 @@ impl Worker {
     /// Writes the status when what the kubelet owns of it changed.
     async fn write_status(&mut self, pod: &Pod, terminal: bool) {
         let observed = self.observed();
+        let published = self.published_ip();
         let view = View {
             pod,
             containers: &observed,
-            pod_ip: self.pod_ip.as_deref(),
+            pod_ip: published.as_deref(),
             host_ip: &self.host_ip,
             start_time: self.start_time.unwrap_or_else(now),
             sandbox_ready: !terminal && (self.prepared.is_some() || !self.executed()),
