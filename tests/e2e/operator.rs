@@ -291,7 +291,12 @@ async fn workloads_report_their_references_and_governance() {
     let w: SovereignWorkload = serde_json::from_value(json!({
         "apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignWorkload",
         "metadata": {"name": "dossier", "namespace": mig, "labels": {SHARD_LABEL: p}},
-        "spec": {"source": {"cluster": src, "namespace": app}, "target": {"cluster": dst, "namespace": qc}, "residencyPolicy": pol}
+        // The target's API never becomes ready (no node has that disk type): the migration stays
+        // mid-cutover, waiting for health, until it is deleted below.
+        "spec": {"source": {"cluster": src, "namespace": app}, "target": {"cluster": dst, "namespace": qc,
+                 "patches": [{"kind": "Deployment", "name": "dossier-api", "operations": [
+                     {"op": "add", "path": "/spec/template/spec/nodeSelector", "value": {"disktype": "nvme-gen5"}}]}]},
+                 "residencyPolicy": pol}
     }))
     .expect("workload");
     workloads
