@@ -103,7 +103,9 @@ pub fn run(args: &SandboxArgs) -> Result<(), SandboxCliError> {
     // The operator's info logs would bury the progress: warnings and errors only unless RUST_LOG
     // says otherwise. Installed before the operator starts, whose own set-up then keeps this one.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // kube's client logs every 5xx it gets (the API servers answer /readyz with 500 while
+        // they start); the operator says what failed in its own words.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kube_client=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(board.log_writer())
@@ -290,8 +292,8 @@ async fn migrate(
         .await
     {
         Ok(w) => w,
-        // No CRD yet: a fresh cluster.
-        Err(kube::Error::Api(s)) if s.is_not_found() => None,
+        // No CRD yet: a fresh cluster (the API server's bare 404 for an unknown resource).
+        Err(kube::Error::Api(s)) if s.code == 404 => None,
         Err(e) => return Err(SandboxError::api("reading the workload")(e).into()),
     };
     if existing.is_some() {
