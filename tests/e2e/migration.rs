@@ -56,6 +56,9 @@ async fn a_realistic_namespace_moves_with_its_data() {
             .ok()
     })
     .await;
+    // A mover pod's log, read with kubectl through the real API server and the node agent's
+    // kubelet API (`-f` until the receiver ends; another receiver if one is gone too soon).
+    let receiver_log = tokio::spawn(receiver_log(sb.names.target_app.clone()));
     let (stop, op) = sb.operator("op-move");
     let last = std::sync::Mutex::new(String::new());
     let w = eventually("the migration completes", || async {
@@ -299,6 +302,11 @@ async fn a_realistic_namespace_moves_with_its_data() {
     }
     assert_eq!(s.volumes.len(), 3);
     assert!(s.volumes.iter().all(|v| v.root_hash.is_some()));
+    let log = receiver_log.await.expect("the log reader");
+    assert!(
+        log.contains("sender authenticated") && log.contains("pass verified"),
+        "{log}"
+    );
     // The movers' pods, services, certificates and cache claims are gone from both clusters.
     eventually("mover objects removed", || async {
         let mut left = 0;
@@ -339,6 +347,37 @@ async fn a_realistic_namespace_moves_with_its_data() {
     .await;
     support::stop_operator(stop, op).await;
     sb.cleanup().await;
+}
+
+/// `kubectl logs -f` of the first receiver pod in `ns` that it can follow to its end.
+async fn receiver_log(ns: String) -> String {
+    let (_, dst) = support::clients().await;
+    let pods: Api<Pod> = Api::namespaced(dst, &ns);
+    let sel = ListParams::default().labels("app.kubernetes.io/component=receiver");
+    let kubeconfig = tempfile::NamedTempFile::new().expect("kubeconfig");
+    std::fs::write(
+        kubeconfig.path(),
+        sovereign::sandbox::controlplane::kubeconfig::render(
+            &[support::shared().target_entry("target")],
+            "target",
+        ),
+    )
+    .expect("write kubeconfig");
+    eventually("a receiver's log through kubectl", || async {
+        let running = pods.list(&sel).await.ok()?.items.into_iter().find(|p| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        })?;
+        let out = tokio::process::Command::new(support::shared().kubectl())
+            .arg("--kubeconfig")
+            .arg(kubeconfig.path())
+            .args(["logs", "-f", "-n", &ns, &running.name_any()])
+            .output()
+            .await
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && text.contains("receiver listening")).then_some(text)
+    })
+    .await
 }
 
 async fn replicas(c: &kube::Client, ns: &str, kind: &str, name: &str) -> Option<i32> {
