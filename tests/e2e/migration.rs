@@ -364,9 +364,13 @@ async fn receiver_log(ns: String) -> String {
     )
     .expect("write kubeconfig");
     eventually("a receiver's log through kubectl", || async {
-        let running = pods.list(&sel).await.ok()?.items.into_iter().find(|p| {
-            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-        })?;
+        let running = pods
+            .list(&sel)
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))?;
         let out = tokio::process::Command::new(support::shared().kubectl())
             .arg("--kubeconfig")
             .arg(kubeconfig.path())
