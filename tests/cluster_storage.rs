@@ -1,7 +1,7 @@
 //! Storage on real upstream Kubernetes: KCM's PV controller hands claims to the node agent's
-//! provisioner and binds what it makes; the real scheduler places consumers; the agent's
-//! snapshot controller and snapshotter take VolumeSnapshots as copies of the volumes'
-//! directories. Pods are scheduled but not run (no pod runtime here), which is all that
+//! provisioner and binds what it makes; the real scheduler places consumers; upstream's
+//! snapshot-controller (external-snapshotter) binds VolumeSnapshots to contents that the agent's
+//! snapshotter takes as copies of the volumes' directories. Pods are scheduled but not run (no pod runtime here), which is all that
 //! WaitForFirstConsumer claims need. One throwaway cluster per test; every wait is on a
 //! condition, with a generous deadline so a broken controller fails instead of hanging.
 #![cfg(feature = "sandbox")]

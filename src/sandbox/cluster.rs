@@ -137,7 +137,7 @@ impl Cluster {
             durable: opts.durable,
             sovereign: opts.sovereign.clone(),
         };
-        let cp = ControlPlane::start(&cfg, bins).await?;
+        let mut cp = ControlPlane::start(&cfg, bins).await?;
         let admin = cp.admin_kubeconfig(&opts.name);
         let admin_client = cp.admin_client().await?;
         let api_err = |what: &str| {
@@ -150,6 +150,7 @@ impl Cluster {
             }
         };
         install_addons(&opts.name, &admin_client, bins, &opts.profile).await?;
+        cp.start_snapshot_controller(&cfg, bins)?;
         // The agent's own identity (a kubelet's and a cloud controller's rights, in one).
         let agent_entry = cp.identity("node-agent", "sandbox:node-agent", &["system:masters"])?;
         let client = kubeconfig::client(&[agent_entry], "node-agent")
@@ -307,20 +308,24 @@ async fn install_addons(
         .await
         .map_err(apply_err)?;
     let mut crds = Vec::new();
-    for text in bins.snapshot_crds()? {
+    for text in bins.addon_manifests()? {
         for doc in serde_yaml::Deserializer::from_str(&text) {
-            let Ok(v) = <Value as serde::Deserialize>::deserialize(doc) else {
+            let Ok(mut v) = <Value as serde::Deserialize>::deserialize(doc) else {
                 continue;
             };
-            if v.is_object() {
-                let crd = objects::apply(client, &v, "sandbox-addons")
-                    .await
-                    .map_err(apply_err)?;
-                crds.push(kube::ResourceExt::name_any(&crd));
+            if !v.is_object() {
+                continue;
+            }
+            in_kube_system(&mut v);
+            let obj = objects::apply(client, &v, "sandbox-addons")
+                .await
+                .map_err(apply_err)?;
+            if v["kind"] == "CustomResourceDefinition" {
+                crds.push(kube::ResourceExt::name_any(&obj));
             }
         }
     }
-    // Served before anything (the agent's snapshot controller, a user) asks for them.
+    // Served before anything (the snapshot-controller, the agent, a user) asks for them.
     objects::wait_established(client, &crds, Duration::from_secs(60))
         .await
         .map_err(|what| ClusterError::NotReady {
@@ -341,6 +346,26 @@ async fn install_addons(
         }
     }
     Ok(())
+}
+
+/// The snapshot-controller's RBAC is published for kustomize to place in `kube-system`: its
+/// namespaced objects and ServiceAccount subjects get that namespace where they name none.
+fn in_kube_system(v: &mut Value) {
+    let namespaced = matches!(
+        v["kind"].as_str(),
+        Some("ServiceAccount" | "Role" | "RoleBinding")
+    );
+    if namespaced && v["metadata"]["namespace"].is_null() {
+        v["metadata"]["namespace"] = "kube-system".into();
+    }
+    // `get_mut`, not indexing: indexing would add a `subjects: null` to every other kind.
+    if let Some(subjects) = v.get_mut("subjects").and_then(Value::as_array_mut) {
+        for s in subjects {
+            if s["kind"] == "ServiceAccount" && s["namespace"].is_null() {
+                s["namespace"] = "kube-system".into();
+            }
+        }
+    }
 }
 
 /// Writes one kubeconfig holding several clusters (context name = given name).

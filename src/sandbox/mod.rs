@@ -5,10 +5,10 @@
 //! What upstream Kubernetes does, upstream Kubernetes does: `controlplane` builds etcd,
 //! kube-apiserver, kube-controller-manager and kube-scheduler from pinned Go modules and runs
 //! them as local processes (API semantics, RBAC, admission, CRD validation, garbage collection,
-//! the workload controllers, scheduling). This module provides only what a cluster's nodes and
+//! the workload controllers, scheduling), and external-snapshotter's CRDs and snapshot-controller. This module provides only what a cluster's nodes and
 //! cloud would: the node agent (`agent`: Nodes with each provider's labels and providerIDs, pods
 //! of this project's image run as processes, other pods reported running, the kubelet API for
-//! logs), host-path storage with snapshots (`storage`), load balancers and a fault-injecting
+//! logs), host-path storage and the CSI driver's side of snapshots (`storage`), load balancers and a fault-injecting
 //! proxy (`network`), the providers' profiles (`profiles`), and the demo (`demo`, `demo_data`,
 //! `progress`, `cli`). Every process runs under `supervise`, so none outlives the sandbox.
 

@@ -1,5 +1,6 @@
 //! The upstream programs a sandbox cluster runs: etcd, kube-apiserver, kube-controller-manager,
-//! kube-scheduler, and kubectl of the same release for the tests. They are built once with the
+//! kube-scheduler, kubectl of the same release for the tests, and the CSI snapshot add-on (the
+//! external-snapshotter's CRDs, snapshot-controller and its RBAC, under `addons/`). They are built once with the
 //! Go toolchain from the pinned modules in `controlplane/` (embedded in this binary, so the build
 //! works from any directory) into a cache, `~/.cache/sovereign/controlplane/<release>-<key>/`,
 //! where `<key>` hashes the pinned module files and the build flags: a change of either builds
@@ -51,7 +52,10 @@ const REQUIRED: [&str; 4] = [
     "kube-controller-manager",
     "kube-scheduler",
 ];
-const SNAPSHOT_MODULE: &str = "github.com/kubernetes-csi/external-snapshotter/client/v8";
+const SNAPSHOT_CLIENT_MODULE: &str = "github.com/kubernetes-csi/external-snapshotter/client/v8";
+const SNAPSHOTTER_MODULE: &str = "github.com/kubernetes-csi/external-snapshotter/v8";
+pub const SNAPSHOT_CONTROLLER: &str = "snapshot-controller";
+const SNAPSHOT_RBAC: &str = "rbac-snapshot-controller.yaml";
 const STAMP: &str = ".complete";
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +93,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BinariesError + '_ {
     }
 }
 
-/// A directory holding the programs, and the snapshot CRDs under `addons/`.
+/// A directory holding the programs, and the snapshot add-on under `addons/`.
 #[derive(Clone, Debug)]
 pub struct Binaries {
     dir: PathBuf,
@@ -97,13 +101,6 @@ pub struct Binaries {
 }
 
 impl Binaries {
-    fn built(bin: PathBuf) -> Binaries {
-        Binaries {
-            addons: bin.join("addons"),
-            dir: bin,
-        }
-    }
-
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -117,8 +114,14 @@ impl Binaries {
         Some(self.path("kubectl")).filter(|p| p.is_file())
     }
 
-    /// The upstream CSI snapshot CRDs (`snapshot.storage.k8s.io_*.yaml`).
-    pub fn snapshot_crds(&self) -> Result<Vec<String>, BinariesError> {
+    /// The snapshot-controller of the add-on.
+    pub fn snapshot_controller(&self) -> PathBuf {
+        self.addons.join(SNAPSHOT_CONTROLLER)
+    }
+
+    /// The upstream CSI snapshot CRDs (`snapshot.storage.k8s.io_*.yaml`), then the
+    /// snapshot-controller's RBAC, as published.
+    pub fn addon_manifests(&self) -> Result<Vec<String>, BinariesError> {
         let dir = &self.addons;
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io_err(dir))?
@@ -131,6 +134,7 @@ impl Binaries {
             })
             .collect();
         files.sort();
+        files.push(dir.join(SNAPSHOT_RBAC));
         files
             .iter()
             .map(|p| std::fs::read_to_string(p).map_err(io_err(p)))
@@ -165,19 +169,12 @@ fn users(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Binaries, Binarie
             missing: missing.join(", "),
         });
     }
-    // The snapshot CRDs: the directory's own `addons/`, else the pinned add-ons module's.
+    // The snapshot add-on: the directory's own `addons/`, else built from the pinned module.
     let own = dir.join("addons");
-    let addons = if own.is_dir() {
+    let addons = if own.join(SNAPSHOT_CONTROLLER).is_file() {
         own
     } else {
-        let cache = cache_dir()?.join("addons").join(cache_key());
-        let crds = cache.join("crds");
-        if !crds.join(STAMP).is_file() {
-            fetch_addons(&cache.join("src"), &crds, progress)?;
-            let stamp = crds.join(STAMP);
-            std::fs::write(&stamp, "").map_err(io_err(&stamp))?;
-        }
-        crds
+        cached_addons(progress)?
     };
     Ok(Binaries {
         dir: dir.to_path_buf(),
@@ -224,39 +221,98 @@ fn ldflags() -> String {
     flags.join(" ")
 }
 
-/// The cache directory of this build: the release and a hash of what decides the binaries.
-pub fn cache_key() -> String {
+fn key_of(modules: &[&str], extra: &str) -> String {
     let mut h = Sha256::new();
-    for (name, module, sum) in MODULES {
+    for (name, module, sum) in MODULES.iter().filter(|m| modules.contains(&m.0)) {
         h.update(name.as_bytes());
         h.update(module.as_bytes());
         h.update(sum.as_bytes());
     }
-    h.update(ldflags().as_bytes());
-    format!("{KUBERNETES_RELEASE}-{}", &hex::encode(h.finalize())[..12])
+    h.update(extra.as_bytes());
+    hex::encode(h.finalize())[..12].to_string()
+}
+
+/// The cache directory of this build: the release and a hash of what decides the binaries.
+pub fn cache_key() -> String {
+    let key = key_of(&["kubernetes", "etcd"], &ldflags());
+    format!("{KUBERNETES_RELEASE}-{key}")
+}
+
+/// The add-on's own key, so that a change of either never rebuilds the other.
+fn addons_key() -> String {
+    key_of(&["addons"], "")
+}
+
+/// Runs `make` into `<root>/<key>/` once: `dir/<out>/.complete` marks it done, and one process at
+/// a time builds (whoever waited finds it done).
+fn once(
+    root: &Path,
+    key: &str,
+    out: &str,
+    what: &str,
+    progress: &mut dyn FnMut(&str),
+    make: impl FnOnce(&Path, &mut dyn FnMut(&str)) -> Result<(), BinariesError>,
+) -> Result<PathBuf, BinariesError> {
+    let dir = root.join(key);
+    let done = dir.join(out);
+    if done.join(STAMP).is_file() {
+        return Ok(done);
+    }
+    std::fs::create_dir_all(root).map_err(io_err(root))?;
+    let lock_path = root.join(".build.lock");
+    let lock = std::fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        progress(&format!(
+            "another process is building {what}; waiting for it"
+        ));
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err(&lock_path)(e.into()))?;
+    }
+    if !done.join(STAMP).is_file() {
+        make(&dir, progress)?;
+    }
+    Ok(done)
 }
 
 fn cached(progress: &mut dyn FnMut(&str)) -> Result<Binaries, BinariesError> {
     let root = cache_dir()?.join("controlplane");
-    let dir = root.join(cache_key());
-    let bin = dir.join("bin");
-    if bin.join(STAMP).is_file() {
-        return Ok(Binaries::built(bin));
-    }
-    std::fs::create_dir_all(&root).map_err(io_err(&root))?;
-    // One build at a time across processes; whoever waited finds it done.
-    let lock_path = root.join(".build.lock");
-    let lock = std::fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
-    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-        progress("another process is building the control plane; waiting for it");
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io_err(&lock_path)(e.into()))?;
-    }
-    if bin.join(STAMP).is_file() {
-        return Ok(Binaries::built(bin));
-    }
-    build(&dir, progress)?;
-    Ok(Binaries::built(bin))
+    let dir = once(
+        &root,
+        &cache_key(),
+        "bin",
+        "the control plane",
+        progress,
+        build,
+    )?;
+    Ok(Binaries {
+        dir,
+        addons: cached_addons(progress)?,
+    })
+}
+
+fn cached_addons(progress: &mut dyn FnMut(&str)) -> Result<PathBuf, BinariesError> {
+    let root = cache_dir()?.join("addons");
+    once(
+        &root,
+        &addons_key(),
+        "addons",
+        "the snapshot add-on",
+        progress,
+        |dir, progress| {
+            let partial = dir.join("addons.partial");
+            if partial.exists() {
+                std::fs::remove_dir_all(&partial).map_err(io_err(&partial))?;
+            }
+            build_addons(&dir.join("src"), &partial, progress)?;
+            let stamp = partial.join(STAMP);
+            std::fs::write(&stamp, format!("{}\n", addons_key())).map_err(io_err(&stamp))?;
+            let out = dir.join("addons");
+            if out.exists() {
+                std::fs::remove_dir_all(&out).map_err(io_err(&out))?;
+            }
+            std::fs::rename(&partial, &out).map_err(io_err(&out))
+        },
+    )
 }
 
 fn go(dir: &Path, args: &[&str]) -> Command {
@@ -362,7 +418,6 @@ fn build(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), BinariesError
             "go.etcd.io/etcd/server/v3",
         ],
     )?;
-    fetch_addons(&src, &partial.join("addons"), progress)?;
     let bin = dir.join("bin");
     if bin.exists() {
         std::fs::remove_dir_all(&bin).map_err(io_err(&bin))?;
@@ -413,19 +468,36 @@ fn compile(
     Ok(())
 }
 
-/// Downloads the add-ons module (written under `src`) and copies its snapshot CRDs into `out`.
-fn fetch_addons(
+/// Builds the snapshot-controller of the add-ons module (written under `src`) into `out`, with
+/// the snapshot CRDs and the controller's RBAC from the downloaded modules.
+fn build_addons(
     src: &Path,
     out: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), BinariesError> {
-    progress("downloading the CSI snapshot CRDs (external-snapshotter)");
+    progress("building the CSI snapshot add-on (external-snapshotter: CRDs, snapshot-controller)");
     write_modules(src)?;
     let module = src.join("addons");
     run_go(&module, &["mod", "download"])?;
-    let moddir = run_go(&module, &["list", "-m", "-f", "{{.Dir}}", SNAPSHOT_MODULE])?;
-    let crds = PathBuf::from(moddir.trim()).join("config").join("crd");
     std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let program = out.join(SNAPSHOT_CONTROLLER);
+    let program = program.to_string_lossy();
+    let cmd = format!("{SNAPSHOTTER_MODULE}/cmd/{SNAPSHOT_CONTROLLER}");
+    let build = [
+        "build",
+        "-trimpath",
+        "-ldflags",
+        "-s -w",
+        "-o",
+        &program,
+        &cmd,
+    ];
+    run_go(&module, &build)?;
+    let dir_of = |m: &str| -> Result<PathBuf, BinariesError> {
+        let d = run_go(&module, &["list", "-m", "-f", "{{.Dir}}", m])?;
+        Ok(PathBuf::from(d.trim()))
+    };
+    let crds = dir_of(SNAPSHOT_CLIENT_MODULE)?.join("config").join("crd");
     for e in std::fs::read_dir(&crds).map_err(io_err(&crds))?.flatten() {
         let name = e.file_name();
         if name
@@ -436,6 +508,11 @@ fn fetch_addons(
             std::fs::copy(e.path(), &to).map_err(io_err(&to))?;
         }
     }
+    let rbac = dir_of(SNAPSHOTTER_MODULE)?
+        .join("deploy/kubernetes/snapshot-controller")
+        .join(SNAPSHOT_RBAC);
+    let to = out.join(SNAPSHOT_RBAC);
+    std::fs::copy(&rbac, &to).map_err(io_err(&to))?;
     Ok(())
 }
 

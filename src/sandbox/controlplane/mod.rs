@@ -307,7 +307,45 @@ impl ControlPlane {
         ))
     }
 
-    /// Stops the scheduler and controller manager, then the API server, then etcd.
+    /// Starts the snapshot-controller (once its CRDs are served), as the ServiceAccount its
+    /// published RBAC binds: `system:serviceaccount:kube-system:snapshot-controller`.
+    pub fn start_snapshot_controller(
+        &mut self,
+        cfg: &ControlPlaneConfig,
+        bins: &Binaries,
+    ) -> Result<(), ControlPlaneError> {
+        let leaf = self.pki.leaf(
+            Ca::Cluster,
+            "snapshot-controller",
+            "system:serviceaccount:kube-system:snapshot-controller",
+            &[],
+            &[],
+            Usage::Client,
+        )?;
+        let kubeconfig = cfg.dir.join("kubeconfig/snapshot-controller.yaml");
+        kubeconfig::write_files(
+            &kubeconfig,
+            &self.url(),
+            self.pki.ca_file(Ca::Cluster),
+            &leaf,
+        )
+        .map_err(io_err(&kubeconfig))?;
+        let args = vec![
+            format!("--kubeconfig={}", s(&kubeconfig)),
+            "--leader-election=false".into(),
+            // A claim not yet bound is retried with backoff; a sandbox keeps that short.
+            "--retry-interval-max=30s".into(),
+            "--kube-api-qps=50".into(),
+            "--kube-api-burst=100".into(),
+            "--v=1".into(),
+        ];
+        let program = bins.snapshot_controller();
+        let p = self.launch(cfg, binaries::SNAPSHOT_CONTROLLER, program, args)?;
+        self.processes.push(p);
+        Ok(())
+    }
+
+    /// Stops the add-ons, the scheduler and controller manager, then the API server, then etcd.
     pub async fn stop(&mut self) {
         while let Some(mut p) = self.processes.pop() {
             p.stop(Duration::from_secs(10)).await;

@@ -1,8 +1,10 @@
-//! VolumeSnapshotContents: the snapshot-controller's `syncContent` (the content's finalizer, the
-//! being-deleted mark) and the csi-snapshotter sidecar of every driver (`syncContent` there): a
-//! dynamic content's physical snapshot is a copy of its volume's directory under
-//! `snapshots/<handle>/`, a pre-provisioned content's handle must name such a copy, and a content
-//! deleted with policy Delete takes its copy with it.
+//! The csi-snapshotter sidecar of every driver the agent plays (external-snapshotter
+//! `pkg/sidecar-controller`, `syncContent`), beside the upstream snapshot-controller, which binds
+//! VolumeSnapshots to VolumeSnapshotContents, owns their finalizers and follows the contents'
+//! status: a dynamic content's physical snapshot is a copy of its volume's directory under
+//! `snapshots/<handle>/` (marked being-created while it is made, so the snapshot-controller does
+//! not delete it mid-copy), a pre-provisioned content's handle must name such a copy, and a
+//! content deleted with policy Delete takes its copy with it, then its finalizer.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +12,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::PersistentVolume;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -18,9 +22,7 @@ use serde_json::{Value, json};
 
 use super::crd::{self, VolumeSnapshot, VolumeSnapshotContent};
 use super::events::Events;
-use super::{
-    Host, StorageError, WAIT, api_err, blocking, names, patches, pv_dir, snapshot_status, tree,
-};
+use super::{Host, StorageError, WAIT, api_err, blocking, names, patches, pv_dir, tree};
 
 pub struct Ctx {
     host: Arc<Host>,
@@ -108,11 +110,6 @@ async fn reconcile(c: Arc<VolumeSnapshotContent>, ctx: Arc<Ctx>) -> Result<Actio
             .await;
         return Ok(Action::await_change());
     }
-    if is_bound(&c)
-        && let Some(action) = sync_bound(&ctx, &c).await?
-    {
-        return Ok(action);
-    }
     if should_delete(&c) {
         delete_snapshot(&ctx, &c).await?;
         return Ok(Action::await_change());
@@ -129,45 +126,6 @@ async fn reconcile(c: Arc<VolumeSnapshotContent>, ctx: Arc<Ctx>) -> Result<Actio
         Ok(()) => Ok(Action::await_change()),
         Err((reason, message)) => fail(&ctx, &c, reason, message).await,
     }
-}
-
-/// The snapshot-controller's half: the content's finalizer, and the being-deleted mark once its
-/// snapshot is going. Some(action) when that was this round's work.
-async fn sync_bound(ctx: &Ctx, c: &VolumeSnapshotContent) -> Result<Option<Action>, StorageError> {
-    let host = &ctx.host;
-    let name = c.name_any();
-    if c.metadata.deletion_timestamp.is_none() && !patches::has_finalizer(c, crd::CONTENT_FINALIZER)
-    {
-        let what = format!("adding the finalizer of VolumeSnapshotContent {name}");
-        patches::add_finalizers(&ctx.contents(), c, &[crd::CONTENT_FINALIZER])
-            .await
-            .map_err(api_err(host, what))?;
-        return Ok(Some(Action::await_change()));
-    }
-    let r = &c.spec.volume_snapshot_ref;
-    let (Some(vs_name), Some(ns)) = (r.name.as_deref(), r.namespace.as_deref()) else {
-        return Ok(None);
-    };
-    let snapshots: Api<VolumeSnapshot> = Api::namespaced(host.client.clone(), ns);
-    let what = format!("reading VolumeSnapshot {ns}/{vs_name}");
-    let vs = snapshots
-        .get_opt(vs_name)
-        .await
-        .map_err(api_err(host, what))?
-        .filter(|vs| vs.metadata.uid == r.uid);
-    let going = vs.is_some_and(|vs| {
-        vs.metadata.deletion_timestamp.is_some()
-            && (patches::has_finalizer(&vs, crd::AS_SOURCE_FINALIZER)
-                || patches::has_finalizer(&vs, crd::BOUND_FINALIZER))
-    });
-    if going && !patches::has_annotation(c, crd::BEING_DELETED_ANNOTATION) {
-        let what = format!("marking VolumeSnapshotContent {name} as being deleted");
-        patches::annotate(&ctx.contents(), &name, crd::BEING_DELETED_ANNOTATION, "yes")
-            .await
-            .map_err(api_err(host, what))?;
-        return Ok(Some(Action::await_change()));
-    }
-    Ok(None)
 }
 
 /// The directory of a snapshot handle, when the handle is a plain name.
@@ -248,6 +206,12 @@ async fn take(ctx: &Ctx, c: &VolumeSnapshotContent) -> Made {
     let Some(dir) = snapshot_dir(host, &handle) else {
         return failed(format!("invalid snapshot handle {handle}"));
     };
+    if !patches::has_annotation(c, crd::BEING_CREATED_ANNOTATION) {
+        let what = format!("marking VolumeSnapshotContent {name} as being created");
+        patches::annotate(&ctx.contents(), &name, crd::BEING_CREATED_ANNOTATION, "yes")
+            .await
+            .map_err(api_err(host, what))?;
+    }
     let target = dir.clone();
     let copied = blocking(
         host,
@@ -265,7 +229,14 @@ async fn take(ctx: &Ctx, c: &VolumeSnapshotContent) -> Made {
     if let Err(e) = copied {
         return failed(format!("rpc error: code = Internal desc = {e}"));
     }
-    ready(ctx, c, &handle, size).await.map(Ok)
+    ready(ctx, c, &handle, size).await?;
+    // The storage system answered: the snapshot-controller may delete the content from now on.
+    let what = format!("unmarking VolumeSnapshotContent {name} as being created");
+    let unmark = json!({"metadata": {"annotations": {crd::BEING_CREATED_ANNOTATION: null}}});
+    patches::merge(&ctx.contents(), &name, &unmark)
+        .await
+        .map_err(api_err(host, what))?;
+    Ok(Ok(()))
 }
 
 /// The directory and size (bytes of its capacity) of a volume of the content's driver.
@@ -336,7 +307,7 @@ async fn ready(
         .status
         .as_ref()
         .and_then(|s| s.creation_time)
-        .unwrap_or_else(snapshot_status::now_ns);
+        .unwrap_or_else(now_ns);
     let mut status = json!({"snapshotHandle": handle, "creationTime": created, "readyToUse": true, "error": null});
     if size > 0 {
         status["restoreSize"] = json!(size);
@@ -363,7 +334,7 @@ async fn fail(
         return Ok(Action::requeue(WAIT));
     }
     let status: Value =
-        json!({"error": {"time": snapshot_status::now(), "message": message}, "readyToUse": false});
+        json!({"error": {"time": Time(Timestamp::now()), "message": message}, "readyToUse": false});
     let what = format!(
         "recording an error in the status of VolumeSnapshotContent {}",
         c.name_any()
@@ -374,4 +345,9 @@ async fn fail(
         .await;
     written.map_err(api_err(&ctx.host, what))?;
     Ok(Action::requeue(WAIT))
+}
+
+/// Now, in nanoseconds since the epoch (a content's `creationTime`).
+fn now_ns() -> i64 {
+    i64::try_from(Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
 }

@@ -2,8 +2,6 @@
 //! `client/apis/volumesnapshot/v1/types.go`), with the fields the agent reads. Writes are merge
 //! patches of the fields the agent owns, so fields missing here are never lost.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -125,20 +123,6 @@ pub struct VolumeSnapshotContent {
     pub status: Option<VolumeSnapshotContentStatus>,
 }
 
-/// No spec: its fields are at the top level.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VolumeSnapshotClass {
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub driver: String,
-    #[serde(default)]
-    pub deletion_policy: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<BTreeMap<String, String>>,
-}
-
 macro_rules! snapshot_kind {
     ($ty:ty, $kind:literal, $plural:literal, $scope:ty) => {
         impl k8s_openapi::Resource for $ty {
@@ -176,28 +160,19 @@ snapshot_kind!(
     "volumesnapshotcontents",
     ClusterResourceScope
 );
-snapshot_kind!(
-    VolumeSnapshotClass,
-    "VolumeSnapshotClass",
-    "volumesnapshotclasses",
-    ClusterResourceScope
-);
 
-/// The annotation that makes a VolumeSnapshotClass its driver's default.
-pub const DEFAULT_CLASS_ANNOTATION: &str = "snapshot.storage.kubernetes.io/is-default-class";
 /// On a VolumeSnapshotContent: the snapshot-controller saw its VolumeSnapshot being deleted.
 pub const BEING_DELETED_ANNOTATION: &str =
     "snapshot.storage.kubernetes.io/volumesnapshot-being-deleted";
+/// On a VolumeSnapshotContent: the csi-snapshotter is making its physical snapshot.
+pub const BEING_CREATED_ANNOTATION: &str =
+    "snapshot.storage.kubernetes.io/volumesnapshot-being-created";
 /// On a VolumeSnapshot: held while a claim is being restored from it.
 pub const AS_SOURCE_FINALIZER: &str =
     "snapshot.storage.kubernetes.io/volumesnapshot-as-source-protection";
-/// On a VolumeSnapshot bound to a content of deletion policy Delete: held until the content is gone.
-pub const BOUND_FINALIZER: &str = "snapshot.storage.kubernetes.io/volumesnapshot-bound-protection";
 /// On a VolumeSnapshotContent bound to its snapshot: held until the physical snapshot is handled.
 pub const CONTENT_FINALIZER: &str =
     "snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection";
-/// On a claim: held while a snapshot of it is being taken.
-pub const PVC_FINALIZER: &str = "snapshot.storage.kubernetes.io/pvc-as-source-protection";
 
 impl VolumeSnapshot {
     pub fn is_ready(&self) -> bool {
@@ -214,34 +189,12 @@ impl VolumeSnapshot {
             .filter(|n| !n.is_empty())
     }
 
-    pub fn source_claim(&self) -> Option<&str> {
-        self.spec
-            .source
-            .persistent_volume_claim_name
-            .as_deref()
-            .filter(|n| !n.is_empty())
-    }
-
     pub fn source_content(&self) -> Option<&str> {
         self.spec
             .source
             .volume_snapshot_content_name
             .as_deref()
             .filter(|n| !n.is_empty())
-    }
-
-    pub fn class_name(&self) -> Option<&str> {
-        self.spec
-            .volume_snapshot_class_name
-            .as_deref()
-            .filter(|n| !n.is_empty())
-    }
-
-    pub fn error_message(&self) -> Option<&str> {
-        self.status
-            .as_ref()
-            .and_then(|s| s.error.as_ref())
-            .and_then(|e| e.message.as_deref())
     }
 }
 
@@ -277,16 +230,6 @@ impl VolumeSnapshotContent {
     }
 }
 
-impl VolumeSnapshotClass {
-    pub fn is_default(&self) -> bool {
-        self.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
-            .is_some_and(|v| v == "true")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,8 +256,6 @@ mod tests {
         }))
         .expect("snapshot");
         assert!(content.points_to(&vs));
-        assert_eq!(vs.source_claim(), Some("data"));
-        assert_eq!(vs.error_message(), Some("m"));
         assert!(!vs.is_ready());
     }
 }

@@ -9,15 +9,14 @@
 //!   classes of in-tree plugins that Kubernetes migrated to CSI are `intree`.
 //! - `reclaim`: the provisioner's half of a Released volume: its directory and the PV go (reclaim
 //!   policy Delete) or stay (Retain).
-//! - `snapshots`: the snapshot-controller (VolumeSnapshot ↔ VolumeSnapshotContent binding, status,
-//!   finalizers, deletion); `contents`: the csi-snapshotter sidecar (a content's physical snapshot,
-//!   a copy of the volume's directory under `snapshots/<handle>/`, and its deletion).
+//! - `contents`: the csi-snapshotter sidecar (a content's physical snapshot, a copy of the
+//!   volume's directory under `snapshots/<handle>/`, and its deletion). The snapshot-controller
+//!   itself is upstream's, started with the control plane.
 //!
 //! Everything is level-triggered from what the API shows and named deterministically (`names`),
 //! so an agent killed at any point resumes: a half-made copy (`tree`) is redone, a PV or content
 //! created but not yet recorded is found by its name.
 
-pub mod binding;
 pub mod contents;
 pub mod crd;
 pub mod events;
@@ -26,10 +25,7 @@ pub mod names;
 pub mod patches;
 pub mod provisioner;
 pub mod reclaim;
-pub mod release;
 pub mod restore;
-pub mod snapshot_status;
-pub mod snapshots;
 pub mod tree;
 pub mod volume;
 
@@ -119,7 +115,7 @@ pub(crate) async fn stopped(mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Runs the provisioner, the reclaimer, the snapshot controller and the snapshotter until shutdown.
+/// Runs the provisioner, the reclaimer and the snapshotter until shutdown.
 pub async fn run(host: Arc<Host>, shutdown: watch::Receiver<bool>) {
     for dir in [host.volumes_dir(), host.snapshots_dir()] {
         if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -130,7 +126,6 @@ pub async fn run(host: Arc<Host>, shutdown: watch::Receiver<bool>) {
     tokio::join!(
         provisioner::run(host.clone(), stopped(shutdown.clone())),
         reclaim::run(host.clone(), stopped(shutdown.clone())),
-        snapshots::run(host.clone(), stopped(shutdown.clone())),
         contents::run(host.clone(), stopped(shutdown)),
     );
 }

@@ -36,26 +36,6 @@ pub fn provisioner_identity(driver: &str) -> String {
     format!("sandbox-{driver}")
 }
 
-/// Bytes as the API server prints a BinarySI quantity: the largest binary suffix that divides
-/// exactly (`1073741824` → `1Gi`), else plain bytes (what `resource.NewQuantity(n, BinarySI)`
-/// serialises to).
-pub fn binary_si(bytes: u64) -> String {
-    const SUFFIXES: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
-    if bytes == 0 {
-        return "0".into();
-    }
-    let mut n = bytes;
-    let mut suffix = "";
-    for s in SUFFIXES {
-        if !n.is_multiple_of(1024) {
-            break;
-        }
-        n /= 1024;
-        suffix = s;
-    }
-    format!("{n}{suffix}")
-}
-
 /// A quantity's bytes, rounded up (`1Gi`, `500M`, `1.5Gi`).
 pub fn bytes_of(quantity: &str) -> Option<u64> {
     crate::migrate::plan::quantity_bytes(quantity)
@@ -82,13 +62,8 @@ mod tests {
     }
 
     #[test]
-    fn bytes_print_as_binary_quantities() {
-        assert_eq!(binary_si(1 << 30), "1Gi");
-        assert_eq!(binary_si(3 << 20), "3Mi");
-        assert_eq!(binary_si(1536 << 20), "1536Mi");
-        assert_eq!(binary_si(1000), "1000");
-        assert_eq!(binary_si(0), "0");
+    fn quantities_read_as_bytes() {
         assert_eq!(bytes_of("1Gi"), Some(1 << 30));
-        assert_eq!(bytes_of(&binary_si(5 << 40)), Some(5 << 40));
+        assert_eq!(bytes_of("3Mi"), Some(3 << 20));
     }
 }
