@@ -243,15 +243,16 @@ fn addons_key() -> String {
     key_of(&["addons"], "")
 }
 
-/// Runs `make` into `<root>/<key>/` once: `dir/<out>/.complete` marks it done, and one process at
-/// a time builds (whoever waited finds it done).
+/// Builds `<root>/<key>/<out>/` once: `make(src, partial, progress)` writes the programs into a
+/// fresh `<out>.partial/` (modules under `src/`), which becomes `<out>/` with a `.complete` stamp
+/// only when it succeeded. One process at a time builds (whoever waited finds it done).
 fn once(
     root: &Path,
     key: &str,
     out: &str,
     what: &str,
     progress: &mut dyn FnMut(&str),
-    make: impl FnOnce(&Path, &mut dyn FnMut(&str)) -> Result<(), BinariesError>,
+    make: impl FnOnce(&Path, &Path, &mut dyn FnMut(&str)) -> Result<(), BinariesError>,
 ) -> Result<PathBuf, BinariesError> {
     let dir = root.join(key);
     let done = dir.join(out);
@@ -268,9 +269,21 @@ fn once(
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| io_err(&lock_path)(e.into()))?;
     }
-    if !done.join(STAMP).is_file() {
-        make(&dir, progress)?;
+    if done.join(STAMP).is_file() {
+        return Ok(done);
     }
+    let partial = dir.join(format!("{out}.partial"));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(io_err(&partial))?;
+    }
+    std::fs::create_dir_all(&partial).map_err(io_err(&partial))?;
+    make(&dir.join("src"), &partial, progress)?;
+    let stamp = partial.join(STAMP);
+    std::fs::write(&stamp, format!("{key}\n")).map_err(io_err(&stamp))?;
+    if done.exists() {
+        std::fs::remove_dir_all(&done).map_err(io_err(&done))?;
+    }
+    std::fs::rename(&partial, &done).map_err(io_err(&done))?;
     Ok(done)
 }
 
@@ -298,20 +311,7 @@ fn cached_addons(progress: &mut dyn FnMut(&str)) -> Result<PathBuf, BinariesErro
         "addons",
         "the snapshot add-on",
         progress,
-        |dir, progress| {
-            let partial = dir.join("addons.partial");
-            if partial.exists() {
-                std::fs::remove_dir_all(&partial).map_err(io_err(&partial))?;
-            }
-            build_addons(&dir.join("src"), &partial, progress)?;
-            let stamp = partial.join(STAMP);
-            std::fs::write(&stamp, format!("{}\n", addons_key())).map_err(io_err(&stamp))?;
-            let out = dir.join("addons");
-            if out.exists() {
-                std::fs::remove_dir_all(&out).map_err(io_err(&out))?;
-            }
-            std::fs::rename(&partial, &out).map_err(io_err(&out))
-        },
+        build_addons,
     )
 }
 
@@ -359,21 +359,16 @@ fn write_modules(src: &Path) -> Result<(), BinariesError> {
     Ok(())
 }
 
-fn build(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), BinariesError> {
+/// Builds the control plane's programs from the modules (written under `src`) into `partial`.
+fn build(src: &Path, partial: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), BinariesError> {
     let started = Instant::now();
     let version = run_go(Path::new("."), &["env", "GOVERSION"])?;
     progress(&format!(
         "building the control plane once (Kubernetes {KUBERNETES_RELEASE}, etcd {ETCD_RELEASE}) with {} into {}",
         version.trim(),
-        dir.display()
+        partial.parent().unwrap_or(partial).display()
     ));
-    let src = dir.join("src");
-    write_modules(&src)?;
-    let partial = dir.join("bin.partial");
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(io_err(&partial))?;
-    }
-    std::fs::create_dir_all(&partial).map_err(io_err(&partial))?;
+    write_modules(src)?;
     for m in ["kubernetes", "etcd"] {
         progress(&format!("downloading the Go modules of {m}"));
         run_go(&src.join(m), &["mod", "download"])?;
@@ -418,13 +413,6 @@ fn build(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), BinariesError
             "go.etcd.io/etcd/server/v3",
         ],
     )?;
-    let bin = dir.join("bin");
-    if bin.exists() {
-        std::fs::remove_dir_all(&bin).map_err(io_err(&bin))?;
-    }
-    std::fs::rename(&partial, &bin).map_err(io_err(&bin))?;
-    let stamp = bin.join(STAMP);
-    std::fs::write(&stamp, format!("{}\n", cache_key())).map_err(io_err(&stamp))?;
     progress(&format!(
         "control plane built in {:.0}s",
         started.elapsed().as_secs_f64()
@@ -479,7 +467,6 @@ fn build_addons(
     write_modules(src)?;
     let module = src.join("addons");
     run_go(&module, &["mod", "download"])?;
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
     let program = out.join(SNAPSHOT_CONTROLLER);
     let program = program.to_string_lossy();
     let cmd = format!("{SNAPSHOTTER_MODULE}/cmd/{SNAPSHOT_CONTROLLER}");
