@@ -227,16 +227,25 @@ async fn take(ctx: &Ctx, c: &VolumeSnapshotContent) -> Made {
     )
     .await;
     if let Err(e) = copied {
+        // Internal is a final error, after which the sidecar unmarks the content too: marked,
+        // the snapshot-controller would never delete it.
+        unmark_being_created(ctx, &name).await?;
         return failed(format!("rpc error: code = Internal desc = {e}"));
     }
     ready(ctx, c, &handle, size).await?;
-    // The storage system answered: the snapshot-controller may delete the content from now on.
+    unmark_being_created(ctx, &name).await?;
+    Ok(Ok(()))
+}
+
+/// The storage system answered (a snapshot, or a final error): the snapshot-controller may
+/// delete the content from now on.
+async fn unmark_being_created(ctx: &Ctx, name: &str) -> Result<(), StorageError> {
     let what = format!("unmarking VolumeSnapshotContent {name} as being created");
     let unmark = json!({"metadata": {"annotations": {crd::BEING_CREATED_ANNOTATION: null}}});
-    patches::merge(&ctx.contents(), &name, &unmark)
+    patches::merge(&ctx.contents(), name, &unmark)
         .await
-        .map_err(api_err(host, what))?;
-    Ok(Ok(()))
+        .map_err(api_err(&ctx.host, what))?;
+    Ok(())
 }
 
 /// The directory and size (bytes of its capacity) of a volume of the content's driver.
