@@ -37,6 +37,62 @@ fn root_hash_of(out: &str, pvc: &str) -> Option<String> {
     (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hash.to_string())
 }
 
+/// The operator's identity in both clusters (the chart's ServiceAccount in the target, the
+/// source-access chart's in the source).
+const OPERATOR: &str = "system:serviceaccount:sovereign-system:sovereign-operator";
+
+/// Per user, how many requests the cluster's audit log recorded and which were refused (403), as
+/// `verb resource[/subresource] namespace`.
+fn audited(
+    cluster_dir: &std::path::Path,
+) -> std::collections::BTreeMap<String, (usize, Vec<String>)> {
+    let mut by_user = std::collections::BTreeMap::new();
+    let logs = std::fs::read_dir(cluster_dir).expect("cluster dir");
+    let mut files: Vec<_> = logs
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit") && n.ends_with(".log"))
+        })
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no audit log in {}",
+        cluster_dir.display()
+    );
+    for f in files {
+        for line in std::fs::read_to_string(&f).expect("audit log").lines() {
+            let e: serde_json::Value = serde_json::from_str(line).expect("an audit event");
+            if e["stage"] != "ResponseComplete" {
+                continue;
+            }
+            let user = e["user"]["username"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let entry = by_user.entry(user).or_insert((0, Vec::new()));
+            entry.0 += 1;
+            if e["responseStatus"]["code"] == 403 {
+                let o = &e["objectRef"];
+                let sub = o["subresource"]
+                    .as_str()
+                    .map(|s| format!("/{s}"))
+                    .unwrap_or_default();
+                entry.1.push(format!(
+                    "{} {}{sub} {}",
+                    e["verb"].as_str().unwrap_or_default(),
+                    o["resource"].as_str().unwrap_or_default(),
+                    o["namespace"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    by_user
+}
+
 #[test]
 fn the_sandbox_migration_completes_and_shows_what_moved_and_a_second_start_resumes_it() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -92,6 +148,25 @@ fn the_sandbox_migration_completes_and_shows_what_moved_and_a_second_start_resum
         "{out}"
     );
     assert!(!out.contains("being built"), "{out}");
+    // Installed as a platform team installs it, and it ran with exactly the charts' rights: every
+    // request of its identity in both clusters' audit logs, none refused.
+    assert!(
+        out.contains("installed with Helm v4.3.2")
+            && out.contains("sovereign-source-access in the source"),
+        "{out}"
+    );
+    for cluster in ["source", "target"] {
+        let users = audited(&dir.path().join(cluster));
+        let (requests, refused) = users.get(OPERATOR).cloned().unwrap_or_default();
+        assert!(
+            requests > 50,
+            "{cluster}: {requests} requests as {OPERATOR}"
+        );
+        assert!(
+            refused.is_empty(),
+            "{cluster}: refused to the operator: {refused:?}"
+        );
+    }
     assert!(
         out.contains("Both clusters are ready in") && out.contains("Kubernetes v1.37.2"),
         "{out}"

@@ -846,7 +846,7 @@ async fn plan_source(
                 w.spec.source.cluster
             )
         })?;
-    let objects = discover::namespace_objects(&access.client, &w.spec.source.namespace)
+    let discovered = discover::namespace_objects(&access.client, &w.spec.source.namespace)
         .await
         .map_err(|e| {
             format!(
@@ -875,7 +875,7 @@ async fn plan_source(
         .unwrap_or_else(|| w.spec.source.namespace.clone());
     let catalog = ctx.catalog().await;
     let mut plan = migrate::build(&PlanInput {
-        objects: &objects,
+        objects: &discovered.objects,
         source_namespace: &w.spec.source.namespace,
         target_namespace: &target_namespace,
         target_cluster: &w.spec.target.cluster,
@@ -890,6 +890,8 @@ async fn plan_source(
         workload: &format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any()),
         catalog: &catalog,
     });
+    plan.findings
+        .extend(discovered.finding(&w.spec.source.namespace));
     // Snapshot consistency is refused here, before anything moves, when a claim's CSI driver has
     // no VolumeSnapshotClass in the source.
     let consistency = w.spec.data.as_ref().map(|d| d.consistency);

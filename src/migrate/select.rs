@@ -11,7 +11,7 @@ use super::{key, kind, name};
 use crate::api::{Finding, Severity};
 
 /// Kinds never moved: recreated by the target's controllers, cluster-bound, or ephemeral.
-pub const NEVER: [&str; 9] = [
+pub const NEVER: [&str; 11] = [
     "Event",
     "ReplicaSet",
     "ControllerRevision",
@@ -21,6 +21,10 @@ pub const NEVER: [&str; 9] = [
     "Lease",
     "VolumeTransfer",
     "SovereignWorkload",
+    // A pod's certificate request: the target's kubelet makes its own.
+    "PodCertificateRequest",
+    // Published by a CSI driver about its own storage.
+    "CSIStorageCapacity",
 ];
 
 /// Workload kinds whose pod template references other objects.

@@ -1,7 +1,9 @@
 //! `sovereign sandbox`: two real clusters on loopback (`source`, an EKS cluster in us-east-1,
 //! and `target`, in Québec: upstream etcd, kube-apiserver, kube-controller-manager and
-//! kube-scheduler each, with the node agent), a kubeconfig for them, the sample application
-//! migrated by the operator running in this process with its progress shown live, then served
+//! kube-scheduler each, with the node agent), a kubeconfig for them, the operator installed with
+//! Helm from its chart (its Deployment's pod runs as the chart's ServiceAccount, with the least
+//! rights in the source that `charts/sovereign-source-access` grants), the sample application
+//! migrated by it with its progress shown live, then served
 //! until Ctrl-C (or, with `--exit-when-done`, the migration's outcome as the exit code). A second
 //! start on the same `--dir` resumes both clusters as they were.
 
@@ -14,7 +16,9 @@ use kube::Api;
 use super::controlplane::binaries::{self, Binaries};
 use super::demo::Names;
 use super::progress::Board;
-use super::{Cluster, ClusterOptions, SandboxError, demo, demo_data, profiles, write_kubeconfig};
+use super::{
+    Cluster, ClusterOptions, SandboxError, demo, demo_data, install, profiles, write_kubeconfig,
+};
 use crate::api::SovereignWorkload;
 
 #[derive(clap::Args, Debug)]
@@ -174,8 +178,7 @@ async fn serve(
     board: &mut Board,
 ) -> Result<(), SandboxCliError> {
     let (source, target) = start_clusters(args, bins).await?;
-    let kubectl = bins.kubectl().unwrap_or_else(|| PathBuf::from("kubectl"));
-    let result = demo_and_wait(args, &kubectl, &source, &target, board).await;
+    let result = demo_and_wait(args, bins, &source, &target, board).await;
     println!("Stopping.");
     source.shutdown().await;
     target.shutdown().await;
@@ -184,7 +187,7 @@ async fn serve(
 
 async fn demo_and_wait(
     args: &SandboxArgs,
-    kubectl: &Path,
+    bins: &Binaries,
     source: &Cluster,
     target: &Cluster,
     board: &mut Board,
@@ -206,6 +209,7 @@ async fn demo_and_wait(
         source,
     })?;
     let kc = path.display();
+    let kubectl = bins.kubectl().unwrap_or_else(|| PathBuf::from("kubectl"));
     println!("Sandbox clusters are serving:");
     println!("  source  {}  (EKS, us-east-1)", source.url());
     let profile = if args.target_profile == "ovh-bhs5" {
@@ -225,10 +229,9 @@ async fn demo_and_wait(
     println!("  kubectl get storageclass");
     println!("  kubectl api-resources");
     println!("  kubectl apply -f crds/ && kubectl get crd");
-    let mut operator = None;
     if !args.no_migrate {
-        let (outcome, op) = migrate(args, source, target, board).await?;
-        operator = op;
+        let helm = install::Helm::new(bins.helm(), &path, &args.dir);
+        let outcome = migrate(args, &helm, source, target, board).await?;
         let names = Names::sandbox();
         if args.exit_when_done {
             println!(
@@ -249,43 +252,34 @@ async fn demo_and_wait(
         println!("  kubectl get sw,vt -A");
         println!("  kubectl describe sw -n {ns} {}", names.workload);
         println!("  kubectl get events -n {ns}");
+        println!(
+            "  kubectl logs -n {} deploy/{}        # the operator",
+            names.operator,
+            install::OPERATOR_RELEASE
+        );
         if args.exit_when_done {
-            if let Some(t) = operator {
-                t.abort();
-            }
             return outcome;
         }
     }
     println!("\nPress Ctrl-C to stop.");
     wait_for_signal().await;
-    if let Some(t) = operator {
-        t.abort();
-    }
     Ok(())
 }
 
-/// Seeds the application and registers the workload (unless a previous run on the same
-/// directory did), then follows the operator until the migration settles.
+/// Installs the operator and its source credentials with Helm, seeds the application and
+/// registers the workload (unless a previous run on the same directory did), then follows the
+/// operator until the migration settles.
 async fn migrate(
     args: &SandboxArgs,
+    helm: &install::Helm,
     source: &Cluster,
     target: &Cluster,
     board: &mut Board,
-) -> Result<
-    (
-        Result<(), SandboxCliError>,
-        Option<tokio::task::JoinHandle<()>>,
-    ),
-    SandboxCliError,
-> {
+) -> Result<Result<(), SandboxCliError>, SandboxCliError> {
     let names = Names::sandbox();
     let (src, dst) = (
         source.client().await.map_err(SandboxError::from)?,
         target.client().await.map_err(SandboxError::from)?,
-    );
-    println!(
-        "\nMigrating SovereignWorkload {}/{} (the operator runs in this process):",
-        names.workloads, names.workload
     );
     let existing = match Api::<SovereignWorkload>::namespaced(dst.clone(), &names.workloads)
         .get_opt(&names.workload)
@@ -296,21 +290,51 @@ async fn migrate(
         Err(kube::Error::Api(s)) if s.code == 404 => None,
         Err(e) => return Err(SandboxError::api("reading the workload")(e).into()),
     };
-    if existing.is_some() {
-        println!("  the workload exists from a previous run on this directory: following it");
-    } else {
+    if existing.is_none() {
         demo::seed_application(&src, &names).await?;
         demo_data::write(&src, &names.app, args.data_size).await?;
         println!(
-            "  wrote {} of sample data into the application's volumes",
+            "\n  wrote {} of sample data into the application's volumes",
             BinaryBytes(args.data_size)
         );
-        demo::register(
-            source,
+    }
+    let installed = Instant::now();
+    let source_kubeconfig = install::source_access(
+        helm,
+        &args.dir,
+        &src,
+        &source.kubeconfig_entry("source"),
+        &names.operator,
+        &[names.app.as_str()],
+    )
+    .await?;
+    install::operator(helm, &args.dir, &names.operator, demo::SANTE_REGISTRY).await?;
+    println!(
+        "  installed with Helm {} in {:.1}s: {} in the source (ServiceAccount {}/{}, the rights of {}), {} in the target (its Deployment runs as ServiceAccount {}/{})",
+        binaries::HELM_RELEASE,
+        installed.elapsed().as_secs_f64(),
+        install::SOURCE_RELEASE,
+        names.operator,
+        install::SOURCE_ACCOUNT,
+        names.app,
+        install::OPERATOR_RELEASE,
+        names.operator,
+        install::OPERATOR_RELEASE,
+    );
+    println!(
+        "\nMigrating SovereignWorkload {}/{} (the operator runs as the chart's Deployment in the target):",
+        names.workloads, names.workload
+    );
+    if existing.is_some() {
+        println!("  the workload exists from a previous run on this directory: following it");
+    } else {
+        let spec = serde_json::json!({});
+        demo::register_with_chart(
+            &source_kubeconfig,
             &dst,
             &names,
             &args.target_profile,
-            &serde_json::json!({}),
+            &spec,
         )
         .await?;
     }
@@ -320,7 +344,7 @@ async fn migrate(
         f = demo::follow(&dst, &names, board) => f?,
         _ = wait_for_signal() => {
             println!("\nInterrupted.");
-            return Ok((Err(SandboxCliError::MigrationStopped("interrupted".into())), None));
+            return Ok(Err(SandboxCliError::MigrationStopped("interrupted".into())));
         }
     };
     let elapsed = started.elapsed();
@@ -329,7 +353,7 @@ async fn migrate(
         demo::print_plan(s);
     }
     demo::print_result(&followed);
-    let outcome = match &followed.outcome {
+    Ok(match &followed.outcome {
         demo::Outcome::Completed => {
             println!(
                 "\nThe migration completed in {:.1}s: the target serves, the source is kept at zero replicas.",
@@ -344,8 +368,7 @@ async fn migrate(
             );
             Err(SandboxCliError::MigrationStopped(reason.clone()))
         }
-    };
-    Ok((outcome, Some(followed.operator)))
+    })
 }
 
 async fn wait_for_signal() {

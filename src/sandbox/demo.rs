@@ -1,6 +1,5 @@
 //! The sandbox's migration: a sample government application in the source cluster, the clusters,
-//! policy and workload registered in the target, the operator running in-process, and its progress
-//! shown until the migration completes or stops. Every name is a parameter (`Names`), so that
+//! policy and workload registered in the target, and the operator's progress shown until the migration completes or stops. Every name is a parameter (`Names`), so that
 //! the tests can run many such migrations side by side on the same two clusters.
 
 use std::time::Duration;
@@ -10,11 +9,10 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
+use super::SandboxError;
 use super::objects;
 use super::progress::{Board, short_hash};
-use super::{Cluster, SandboxError};
 use crate::api::{SovereignWorkload, SovereignWorkloadStatus, Verdict, VolumeTransfer};
-use crate::controller::{RunArgs, run_with};
 
 /// The field manager of everything the demo puts into the clusters.
 const MANAGER: &str = "sovereign-sandbox";
@@ -181,15 +179,16 @@ pub fn workload(names: &Names, target_profile: &str) -> Value {
                  "cost": {"currency": "CAD", "budget": {"amount": 5000, "currency": "CAD"}}}})
 }
 
-/// Registers everything, then the workload with `patch` merged over its spec.
+/// Registers everything, then the workload with `patch` merged over its spec. `source_kubeconfig`
+/// is what the operator reaches the source with.
 pub async fn register(
-    source: &Cluster,
+    source_kubeconfig: &str,
     target: &Client,
     names: &Names,
     target_profile: &str,
     patch: &Value,
 ) -> Result<(), SandboxError> {
-    register_clusters(source, target, names, target_profile).await?;
+    register_clusters(source_kubeconfig, target, names, target_profile).await?;
     let mut w = workload(names, target_profile);
     merge(&mut w["spec"], patch);
     objects::apply(target, &w, MANAGER).await?;
@@ -214,18 +213,47 @@ fn merge(target: &mut Value, patch: &Value) {
 /// Installs the CRDs in the target and registers both clusters and the policy there, with the
 /// namespace for workloads: everything a SovereignWorkload needs but the workload itself.
 pub async fn register_clusters(
-    source: &Cluster,
+    source_kubeconfig: &str,
     target: &Client,
     names: &Names,
     target_profile: &str,
 ) -> Result<(), SandboxError> {
     install_crds(target).await?;
+    let mut objs = cluster_objects(source_kubeconfig, names, target_profile);
+    objs.push(json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "ResidencyPolicy", "metadata": {"name": names.policy},
+        "spec": {"enforcement": "Block", "allowedLocations": ["CA-QC"], "allowedJurisdictions": ["CA"],
+                 "allowedRegistries": [SANTE_REGISTRY], "requirePrivacyImpactAssessment": true}}));
+    objects::apply_all(target, &objs, MANAGER).await?;
+    Ok(())
+}
+
+/// The registry of the sample application's images, beyond the policy's location test.
+pub const SANTE_REGISTRY: &str = "registry.sante.gouv.qc.ca";
+
+/// Registers both clusters in a target where the chart installed the CRDs and the policy.
+pub async fn register_with_chart(
+    source_kubeconfig: &str,
+    target: &Client,
+    names: &Names,
+    target_profile: &str,
+    patch: &Value,
+) -> Result<(), SandboxError> {
+    let mut objs = cluster_objects(source_kubeconfig, names, target_profile);
+    let mut w = workload(names, target_profile);
+    merge(&mut w["spec"], patch);
+    objs.push(w);
+    objects::apply_all(target, &objs, MANAGER).await?;
+    Ok(())
+}
+
+/// The namespaces, the source's kubeconfig Secret and both SovereignClusters.
+fn cluster_objects(source_kubeconfig: &str, names: &Names, target_profile: &str) -> Vec<Value> {
     let mut objs = Vec::new();
     for ns in [&names.operator, &names.workloads] {
         objs.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
     }
     objs.push(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": names.source_cluster, "namespace": names.operator},
-        "type": "Opaque", "stringData": {"kubeconfig": source.kubeconfig_yaml("source")}}));
+        "type": "Opaque", "stringData": {"kubeconfig": source_kubeconfig}}));
     objs.push(json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "SovereignCluster",
         "metadata": {"name": names.source_cluster, "labels": names.shard_labels()},
         "spec": {"kubeconfigSecretRef": {"namespace": names.operator, "name": names.source_cluster, "key": "kubeconfig"},
@@ -235,11 +263,7 @@ pub async fn register_clusters(
                              "freeEgressGiB": 100, "storagePerGiBMonth": {"gp3": 0.08}, "vcpuHour": 0.04, "memoryGiBHour": 0.005,
                              "loadBalancerHour": 0.0225, "controlPlaneHour": 0.10}}}));
     objs.push(target_cluster(names, target_profile));
-    objs.push(json!({"apiVersion": "sovereign.dev/v1alpha1", "kind": "ResidencyPolicy", "metadata": {"name": names.policy},
-        "spec": {"enforcement": "Block", "allowedLocations": ["CA-QC"], "allowedJurisdictions": ["CA"],
-                 "allowedRegistries": ["registry.sante.gouv.qc.ca"], "requirePrivacyImpactAssessment": true}}));
-    objects::apply_all(target, &objs, MANAGER).await?;
-    Ok(())
+    objs
 }
 
 fn target_cluster(names: &Names, target_profile: &str) -> Value {
@@ -290,8 +314,6 @@ pub struct Followed {
     pub outcome: Outcome,
     pub status: Option<SovereignWorkloadStatus>,
     pub transfers: Vec<VolumeTransfer>,
-    /// The operator, still running.
-    pub operator: tokio::task::JoinHandle<()>,
 }
 
 /// How long nothing visible may change before `follow` gives up. Longer than the default health
@@ -299,24 +321,14 @@ pub struct Followed {
 /// long pass is not a stall as long as its bytes move.
 const STALL: Duration = Duration::from_secs(15 * 60);
 
-/// Runs the operator against the target and follows the workload and its VolumeTransfers on the
-/// board until the migration settles (completed, or stopped with a reason).
+/// Follows the workload and its VolumeTransfers in the target on the board until the migration
+/// settles (completed, or stopped with a reason).
 pub async fn follow(
     target: &Client,
     names: &Names,
     board: &mut Board,
 ) -> Result<Followed, SandboxError> {
     let client = target.clone();
-    let mut args = RunArgs::embedded("sandbox-operator");
-    args.leader_elect = true;
-    args.namespace = names.operator.clone();
-    args.watch_label_selector = names.selector();
-    let operator_client = client.clone();
-    let operator = tokio::spawn(async move {
-        if let Err(e) = run_with(operator_client, args, std::future::pending()).await {
-            eprintln!("operator stopped: {e}");
-        }
-    });
     board.restart_clock();
     let api: Api<SovereignWorkload> = Api::namespaced(client.clone(), &names.workloads);
     let vts: Api<VolumeTransfer> = Api::namespaced(client, &names.workloads);
@@ -379,7 +391,6 @@ pub async fn follow(
                     outcome,
                     status,
                     transfers,
-                    operator,
                 });
             }
         }
@@ -396,7 +407,6 @@ pub async fn follow(
                 )),
                 status,
                 transfers,
-                operator,
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -9,8 +9,8 @@
 //! cloud would: the node agent (`agent`: Nodes with each provider's labels and providerIDs, pods
 //! of this project's image run as processes, other pods reported running, the kubelet API for
 //! logs), host-path storage and the CSI driver's side of snapshots (`storage`), load balancers and a fault-injecting
-//! proxy (`network`), the providers' profiles (`profiles`), and the demo (`demo`, `demo_data`,
-//! `progress`, `cli`). Every process runs under `supervise`, so none outlives the sandbox.
+//! proxy (`network`), the providers' profiles (`profiles`), the operator's installation with Helm (`install`), and the
+//! demo (`demo`, `demo_data`, `progress`, `cli`). Every process runs under `supervise`, so none outlives the sandbox.
 
 pub mod agent;
 pub mod cli;
@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod controlplane;
 pub mod demo;
 pub mod demo_data;
+pub mod install;
 pub mod network;
 pub mod objects;
 pub mod process;

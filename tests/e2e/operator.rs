@@ -218,7 +218,13 @@ async fn clusters_are_probed_and_bad_kubeconfigs_get_specific_reasons() {
     .await;
     let key = match &source.auth {
         kubeconfig::Auth::Certificate { key_pem, .. } => key_pem.clone(),
-        kubeconfig::Auth::TokenFile(_) => unreachable!("the admin has a certificate"),
+        other => panic!(
+            "the admin has a certificate, not {}",
+            match other {
+                kubeconfig::Auth::TokenFile(_) => "a token file",
+                _ => "a token",
+            }
+        ),
     };
     let secret_part: String = key.lines().nth(1).unwrap_or_default().to_string();
     let dump = all + &serde_json::to_string(&c.status).expect("status json");

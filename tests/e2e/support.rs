@@ -174,9 +174,15 @@ pub async fn start_with(id: &str, patch: Value, edit: impl FnOnce(&mut Vec<Value
     sovereign::sandbox::objects::apply_all(&src, &app, "e2e-test")
         .await
         .expect("seed the application");
-    demo::register(&sh.source, &dst, &names, "qc-sovereign", &patch)
-        .await
-        .expect("register");
+    demo::register(
+        &sh.source.kubeconfig_yaml("source"),
+        &dst,
+        &names,
+        "qc-sovereign",
+        &patch,
+    )
+    .await
+    .expect("register");
     let env = Env { names, src, dst };
     env.write_files().await;
     env

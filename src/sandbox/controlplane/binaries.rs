@@ -1,6 +1,7 @@
 //! The upstream programs a sandbox cluster runs: etcd, kube-apiserver, kube-controller-manager,
-//! kube-scheduler, kubectl of the same release for the tests, and the CSI snapshot add-on (the
-//! external-snapshotter's CRDs, snapshot-controller and its RBAC, under `addons/`). They are built once with the
+//! kube-scheduler, kubectl of the same release for the tests, the CSI snapshot add-on (the
+//! external-snapshotter's CRDs, snapshot-controller and its RBAC, under `addons/`) and Helm (which
+//! installs the operator's chart as a platform team does). They are built once with the
 //! Go toolchain from the pinned modules in `controlplane/` (embedded in this binary, so the build
 //! works from any directory) into a cache, `~/.cache/sovereign/controlplane/<release>-<key>/`,
 //! where `<key>` hashes the pinned module files and the build flags: a change of either builds
@@ -21,7 +22,10 @@ pub const ETCD_RELEASE: &str = "v3.7.3";
 /// Where a user's own programs are named.
 pub const BIN_ENV: &str = "SOVEREIGN_CONTROL_PLANE_BIN";
 
-const MODULES: [(&str, &str, &str); 3] = [
+/// The Helm release of the pinned module.
+pub const HELM_RELEASE: &str = "v4.3.2";
+
+const MODULES: [(&str, &str, &str); 4] = [
     (
         "kubernetes",
         include_str!("../../../controlplane/kubernetes/go.mod"),
@@ -36,6 +40,11 @@ const MODULES: [(&str, &str, &str); 3] = [
         "addons",
         include_str!("../../../controlplane/addons/go.mod"),
         include_str!("../../../controlplane/addons/go.sum"),
+    ),
+    (
+        "helm",
+        include_str!("../../../controlplane/helm/go.mod"),
+        include_str!("../../../controlplane/helm/go.sum"),
     ),
 ];
 
@@ -56,6 +65,8 @@ const SNAPSHOT_CLIENT_MODULE: &str = "github.com/kubernetes-csi/external-snapsho
 const SNAPSHOTTER_MODULE: &str = "github.com/kubernetes-csi/external-snapshotter/v8";
 pub const SNAPSHOT_CONTROLLER: &str = "snapshot-controller";
 const SNAPSHOT_RBAC: &str = "rbac-snapshot-controller.yaml";
+const HELM_MODULE: &str = "helm.sh/helm/v4";
+pub const HELM: &str = "helm";
 const STAMP: &str = ".complete";
 
 #[derive(Debug, thiserror::Error)]
@@ -93,11 +104,12 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BinariesError + '_ {
     }
 }
 
-/// A directory holding the programs, and the snapshot add-on under `addons/`.
+/// A directory holding the programs, the snapshot add-on's and Helm's.
 #[derive(Clone, Debug)]
 pub struct Binaries {
     dir: PathBuf,
     addons: PathBuf,
+    helm: PathBuf,
 }
 
 impl Binaries {
@@ -112,6 +124,11 @@ impl Binaries {
     /// kubectl of the cluster's release (None when a user's directory has none).
     pub fn kubectl(&self) -> Option<PathBuf> {
         Some(self.path("kubectl")).filter(|p| p.is_file())
+    }
+
+    /// Helm, of the pinned release (or the user's directory's own).
+    pub fn helm(&self) -> &Path {
+        &self.helm
     }
 
     /// The snapshot-controller of the add-on.
@@ -176,9 +193,14 @@ fn users(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Binaries, Binarie
     } else {
         cached_addons(progress)?
     };
+    let helm = match dir.join(HELM) {
+        own if own.is_file() => own,
+        _ => cached_helm(progress)?,
+    };
     Ok(Binaries {
         dir: dir.to_path_buf(),
         addons,
+        helm,
     })
 }
 
@@ -243,6 +265,15 @@ fn addons_key() -> String {
     key_of(&["addons"], "")
 }
 
+/// Module zips carry no version: the one Helm reports is set at link time.
+fn helm_ldflags() -> String {
+    format!("-s -w -X {HELM_MODULE}/internal/version.version={HELM_RELEASE}")
+}
+
+fn helm_key() -> String {
+    format!("{HELM_RELEASE}-{}", key_of(&["helm"], &helm_ldflags()))
+}
+
 /// Builds `<root>/<key>/<out>/` once: `make(src, partial, progress)` writes the programs into a
 /// fresh `<out>.partial/` (modules under `src/`), which becomes `<out>/` with a `.complete` stamp
 /// only when it succeeded. One process at a time builds (whoever waited finds it done).
@@ -300,7 +331,14 @@ fn cached(progress: &mut dyn FnMut(&str)) -> Result<Binaries, BinariesError> {
     Ok(Binaries {
         dir,
         addons: cached_addons(progress)?,
+        helm: cached_helm(progress)?,
     })
+}
+
+fn cached_helm(progress: &mut dyn FnMut(&str)) -> Result<PathBuf, BinariesError> {
+    let root = cache_dir()?.join("helm");
+    let dir = once(&root, &helm_key(), "bin", "Helm", progress, build_helm)?;
+    Ok(dir.join(HELM))
 }
 
 fn cached_addons(progress: &mut dyn FnMut(&str)) -> Result<PathBuf, BinariesError> {
@@ -500,6 +538,23 @@ fn build_addons(
         .join(SNAPSHOT_RBAC);
     let to = out.join(SNAPSHOT_RBAC);
     std::fs::copy(&rbac, &to).map_err(io_err(&to))?;
+    Ok(())
+}
+
+/// Builds Helm of the pinned module (written under `src`) into `out`.
+fn build_helm(src: &Path, out: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), BinariesError> {
+    progress(&format!(
+        "building Helm {HELM_RELEASE} once (it installs the operator's chart)"
+    ));
+    write_modules(src)?;
+    let module = src.join("helm");
+    run_go(&module, &["mod", "download"])?;
+    let program = out.join(HELM);
+    let program = program.to_string_lossy();
+    let ld = helm_ldflags();
+    let cmd = format!("{HELM_MODULE}/cmd/helm");
+    let build = ["build", "-trimpath", "-ldflags", &ld, "-o", &program, &cmd];
+    run_go(&module, &build)?;
     Ok(())
 }
 

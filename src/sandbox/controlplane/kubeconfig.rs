@@ -12,8 +12,14 @@ use super::pki::Leaf;
 /// How a kubeconfig user authenticates.
 #[derive(Clone)]
 pub enum Auth {
-    Certificate { cert_pem: String, key_pem: String },
+    Certificate {
+        cert_pem: String,
+        key_pem: String,
+    },
     TokenFile(PathBuf),
+    /// A bearer token inline (a ServiceAccount's long-lived token, as a platform team hands it
+    /// over in a kubeconfig Secret).
+    Token(String),
 }
 
 /// One cluster, user and context, all named `name`.
@@ -79,6 +85,7 @@ impl Entry {
                 "client-key-data": b64(key_pem),
             }),
             Auth::TokenFile(p) => json!({"tokenFile": p.display().to_string()}),
+            Auth::Token(t) => json!({"token": t}),
         }
     }
 }
