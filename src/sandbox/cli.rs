@@ -328,15 +328,7 @@ async fn migrate(
     if existing.is_some() {
         println!("  the workload exists from a previous run on this directory: following it");
     } else {
-        let spec = serde_json::json!({});
-        demo::register_with_chart(
-            &source_kubeconfig,
-            &dst,
-            &names,
-            &args.target_profile,
-            &spec,
-        )
-        .await?;
+        demo::register_with_chart(&source_kubeconfig, &dst, &names, &args.target_profile).await?;
     }
     let started = Instant::now();
     // Ctrl-C while the migration runs stops the sandbox as it would once it is done.

@@ -230,18 +230,16 @@ pub async fn register_clusters(
 /// The registry of the sample application's images, beyond the policy's location test.
 pub const SANTE_REGISTRY: &str = "registry.sante.gouv.qc.ca";
 
-/// Registers both clusters in a target where the chart installed the CRDs and the policy.
+/// Registers both clusters and the workload in a target where the chart installed the CRDs and
+/// the policy.
 pub async fn register_with_chart(
     source_kubeconfig: &str,
     target: &Client,
     names: &Names,
     target_profile: &str,
-    patch: &Value,
 ) -> Result<(), SandboxError> {
     let mut objs = cluster_objects(source_kubeconfig, names, target_profile);
-    let mut w = workload(names, target_profile);
-    merge(&mut w["spec"], patch);
-    objs.push(w);
+    objs.push(workload(names, target_profile));
     objects::apply_all(target, &objs, MANAGER).await?;
     Ok(())
 }
