@@ -78,6 +78,28 @@ impl Helm {
         self.run(context, &args).await.map(|_| ())
     }
 
+    /// `helm template`: the chart's objects as YAML documents, rendered without installing.
+    pub async fn template(
+        &self,
+        release: &str,
+        chart: &Path,
+        namespace: &str,
+        values: &[(&str, String)],
+    ) -> Result<String, SandboxError> {
+        let mut args: Vec<String> = vec![
+            "template".into(),
+            release.into(),
+            chart.to_string_lossy().into_owned(),
+            "--namespace".into(),
+            namespace.into(),
+        ];
+        for (k, v) in values {
+            args.push("--set-string".into());
+            args.push(format!("{k}={v}"));
+        }
+        self.run("source", &args).await
+    }
+
     async fn run(&self, context: &str, args: &[String]) -> Result<String, SandboxError> {
         let state = |d: &str| self.dir.join(d);
         let out = tokio::process::Command::new(&self.program)
@@ -117,6 +139,11 @@ fn extract(chart: &Dir<'_>, dir: &Path, name: &str) -> Result<PathBuf, SandboxEr
     Ok(to)
 }
 
+/// The source-access chart, written under `dir` (for `helm template`).
+pub fn source_chart(dir: &Path) -> Result<PathBuf, SandboxError> {
+    extract(&SOURCE_CHART, dir, "sovereign-source-access")
+}
+
 /// Installs (or re-applies) the operator's chart in the target's `namespace`, its default policy
 /// allowing `registry` too. Its HTTP endpoint binds the pod's own address: a pod of the sandbox
 /// shares its host's network.
@@ -145,7 +172,7 @@ pub async fn source_access(
     namespace: &str,
     namespaces: &[&str],
 ) -> Result<String, SandboxError> {
-    let chart = extract(&SOURCE_CHART, dir, "sovereign-source-access")?;
+    let chart = source_chart(dir)?;
     let list = format!("{{{}}}", namespaces.join(","));
     let values = [("namespaces", list)];
     helm.upgrade_install("source", SOURCE_RELEASE, &chart, namespace, &values)
@@ -162,7 +189,7 @@ pub async fn source_access(
 }
 
 /// The token the token controller writes into a `kubernetes.io/service-account-token` Secret.
-async fn token_of(
+pub async fn token_of(
     client: &kube::Client,
     namespace: &str,
     name: &str,

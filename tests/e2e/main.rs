@@ -8,6 +8,7 @@ mod apply;
 mod kubectl;
 mod migration;
 mod operator;
+mod permissions;
 mod profiles;
 mod report;
 mod support;

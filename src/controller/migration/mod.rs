@@ -44,6 +44,21 @@ pub enum MigrationError {
     },
 }
 
+impl MigrationError {
+    /// When the cluster refused the call (403): the cluster and the API server's own sentence,
+    /// which names the identity, the verb, the resource and the namespace that were refused.
+    pub fn forbidden(&self) -> Option<(&str, &str)> {
+        match self {
+            MigrationError::Kube {
+                cluster,
+                source: kube::Error::Api(s),
+                ..
+            } if s.code == 403 => Some((cluster.as_str(), s.message.as_str())),
+            MigrationError::Kube { .. } => None,
+        }
+    }
+}
+
 /// Clients for both ends, and where the workload lives on each.
 pub struct Sides {
     pub source: Client,
