@@ -460,20 +460,19 @@ async fn drive(
             .await
             {
                 Ok(step) => step,
-                // A permission the operator's identity lacks: the step waits for it to be
-                // granted (nothing done is undone; the step is repeated from what is observed).
-                Err(e) if e.forbidden().is_some() => {
-                    let (cluster, refused) = e.forbidden().unwrap_or_default();
-                    hold(
+                Err(e) => match e.forbidden() {
+                    // A permission the operator's identity lacks: the step waits for it to be
+                    // granted (nothing done is undone; the step is repeated from what is observed).
+                    Some((cluster, refused)) => hold(
                         "Forbidden",
                         format!(
                             "{}: the cluster {cluster:?} refused a call: {refused}; grant that permission (see the chart README), the step is retried",
                             phase.as_str()
                         ),
-                    )
-                }
-                // A failed read or write mid-step: the step is repeated from what is observed.
-                Err(e) => hold("StepRetrying", format!("{}: {e}; retrying", phase.as_str())),
+                    ),
+                    // A failed read or write mid-step: the step is repeated from what is observed.
+                    None => hold("StepRetrying", format!("{}: {e}; retrying", phase.as_str())),
+                },
             }
         }
         Err(message) => hold("ClusterUnreachable", message.clone()),

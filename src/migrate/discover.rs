@@ -82,9 +82,6 @@ fn may_list(rules: &[ResourceRule], group: &str, plural: &str) -> bool {
     })
 }
 
-/// Resources that are never part of a workload (and can be large): not even listed.
-const NOT_LISTED: [&str; 4] = ["events", "controllerrevisions", "endpointslices", "leases"];
-
 /// Every object of `namespace` the credentials may list, as JSON with its kind and apiVersion
 /// set, and the kinds they may not.
 pub async fn namespace_objects(
@@ -100,9 +97,9 @@ pub async fn namespace_objects(
     let out = &mut found.objects;
     for group in discovery.groups() {
         for (ar, caps) in group.recommended_resources() {
+            // Kinds never moved (and some large, such as Events) are not even listed.
             if caps.scope != Scope::Namespaced
                 || !caps.supports_operation(verbs::LIST)
-                || NOT_LISTED.contains(&ar.plural.as_str())
                 || crate::migrate::select::NEVER.contains(&ar.kind.as_str())
             {
                 continue;

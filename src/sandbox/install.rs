@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
 use super::SandboxError;
-use crate::sandbox::controlplane::kubeconfig::{self, Auth, Entry};
+use crate::sandbox::controlplane::kubeconfig::{self, Entry};
 
 static OPERATOR_CHART: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/charts/sovereign-operator");
 static SOURCE_CHART: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/charts/sovereign-source-access");
@@ -178,13 +178,7 @@ pub async fn source_access(
     helm.upgrade_install("source", SOURCE_RELEASE, &chart, namespace, &values)
         .await?;
     let token = token_of(source, namespace, &format!("{SOURCE_ACCOUNT}-token")).await?;
-    let entry = Entry {
-        name: "source".into(),
-        server: admin.server.clone(),
-        ca_pem: admin.ca_pem.clone(),
-        auth: Auth::Token(token),
-        namespace: None,
-    };
+    let entry = admin.clone().named("source").with_token(token);
     Ok(kubeconfig::render(&[entry], "source"))
 }
 

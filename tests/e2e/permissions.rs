@@ -9,7 +9,7 @@ use kube::Api;
 use kube::api::DeleteParams;
 use serde_json::{Value, json};
 use sovereign::api::workload::Phase;
-use sovereign::sandbox::controlplane::kubeconfig::{self, Auth, Entry};
+use sovereign::sandbox::controlplane::kubeconfig;
 use sovereign::sandbox::demo::{self, Names};
 use sovereign::sandbox::{install, objects};
 
@@ -81,14 +81,7 @@ async fn a_missing_source_permission_is_a_condition_naming_it_and_granting_it_re
     let token = install::token_of(&src, &names.app, &format!("{account}-token"))
         .await
         .expect("the token controller fills the token");
-    let admin = sh.source_entry("source");
-    let entry = Entry {
-        name: "source".into(),
-        server: admin.server.clone(),
-        ca_pem: admin.ca_pem.clone(),
-        auth: Auth::Token(token),
-        namespace: None,
-    };
+    let entry = sh.source_entry("source").with_token(token);
     let source_kubeconfig = kubeconfig::render(&[entry], "source");
     demo::register(&source_kubeconfig, &dst, &names, "qc-sovereign", &json!({}))
         .await

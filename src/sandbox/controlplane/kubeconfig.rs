@@ -71,6 +71,12 @@ impl Entry {
         self
     }
 
+    /// The same cluster, authenticated with a bearer token instead.
+    pub fn with_token(mut self, token: String) -> Entry {
+        self.auth = Auth::Token(token);
+        self
+    }
+
     /// The same user, reaching the cluster through another address (a proxy in front of it,
     /// whose serving certificate the same CA signed).
     pub fn via(mut self, server: &str) -> Entry {
